@@ -1,0 +1,49 @@
+"""Scoring of factor panels: forward-return labels, metrics and GP fitness (arrays in, no miner)."""
+
+from evaluation.fitness import WORST_FITNESS, SurvivorThresholds, admit, icir_fitness
+from evaluation.labels import forward_returns, forward_returns_multi
+from evaluation.metrics import (
+    LabelRanks,
+    coverage,
+    factor_correlation,
+    factor_summary,
+    factor_turnover,
+    half_life,
+    ic,
+    ic_decay,
+    ic_stats,
+    long_short,
+    monotonicity,
+    prepare_label,
+    quantile_returns,
+    quantile_turnover,
+    rank_autocorrelation,
+    rank_ic,
+    rank_ic_fast,
+)
+
+__all__ = [
+    "WORST_FITNESS",
+    "LabelRanks",
+    "SurvivorThresholds",
+    "admit",
+    "coverage",
+    "factor_correlation",
+    "factor_summary",
+    "factor_turnover",
+    "forward_returns",
+    "forward_returns_multi",
+    "half_life",
+    "ic",
+    "ic_decay",
+    "ic_stats",
+    "icir_fitness",
+    "long_short",
+    "monotonicity",
+    "prepare_label",
+    "quantile_returns",
+    "quantile_turnover",
+    "rank_autocorrelation",
+    "rank_ic",
+    "rank_ic_fast",
+]

@@ -1,0 +1,958 @@
+"""Factor metrics on (T, N) panels: IC, rank IC, ICIR, turnover, decay, coverage, quantile returns.
+
+Conventions shared by every function here:
+
+* A cell is *valid* when it is finite; NaN and +-inf are missing.
+* Cross-sectional statistics of date t use the instruments valid in every input of that date.
+* ``rows`` restricts the computation to a segment of dates without copying the panels: ``None``
+  (every date), a ``slice`` with step 1, or a boolean mask of length T. Per-date series are NaN
+  outside the segment. Statistics that pair date t with an earlier date (rank autocorrelation,
+  quantile turnover) need both dates inside the segment, so ``f(x, rows=slice(a, b))`` equals
+  ``f(x[a:b])`` placed at rows a..b-1.
+* Results never contain inf: anything undefined is NaN.
+
+Ranking uses a radix sort on order-preserving integer keys of the float values, so the rank
+of a value is exact (average ranks of exact ties) and the Spearman sums are exact quarter-
+integers; the prepared-label fast path (`rank_ic_fast`) is bit-identical to `rank_ic`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numba import njit
+
+from evaluation.labels import forward_returns_multi
+
+Rows = slice | np.ndarray | None
+
+_SIGN_BIT = np.uint64(0x8000000000000000)
+_RADIX_PASSES = 3  # 8-bit digits: the 24 key bits below the highest bit where keys differ
+_WINDOW_MASK = np.uint64((1 << (8 * _RADIX_PASSES)) - 1)
+_POSITION_MASK = np.uint64(0xFFFFFFFF)
+_MAX_DROPPED = 8  # rank_ic_fast adjusts the label's ranks for up to this many missing names
+_SHORT_RUN = 16  # runs tied on the radix window up to this length are insertion-sorted, else heapsort
+
+
+# --------------------------------------------------------------------------- input handling
+
+
+def _panel(x: np.ndarray, name: str) -> np.ndarray:
+    """The argument as a C-contiguous float64 (T, N) array (no copy when it already is one)."""
+    arr = np.ascontiguousarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (T, N) array, got shape {arr.shape}")
+    return arr
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
+
+
+def _row_mask(rows: Rows, n_rows: int) -> np.ndarray:
+    """Boolean (T,) mask of the dates selected by ``rows``."""
+    if rows is None:
+        return np.ones(n_rows, dtype=np.bool_)
+    if isinstance(rows, slice):
+        if rows.step not in (None, 1):
+            raise ValueError(f"rows must be a contiguous slice (step 1), got step {rows.step}")
+        mask = np.zeros(n_rows, dtype=np.bool_)
+        mask[rows] = True
+        return mask
+    mask = np.asarray(rows)
+    if mask.dtype != np.bool_ or mask.shape != (n_rows,):
+        raise ValueError(
+            f"rows must be None, a slice or a boolean mask of shape ({n_rows},), "
+            f"got {mask.dtype} array of shape {mask.shape}"
+        )
+    return np.ascontiguousarray(mask)
+
+
+def _check_min_names(min_names: int) -> int:
+    if int(min_names) != min_names or min_names < 2:
+        raise ValueError(f"min_names must be an integer >= 2, got {min_names!r}")
+    return int(min_names)
+
+
+def _nanmean(x: np.ndarray) -> float:
+    """Mean of the finite values; NaN (and no warning) when there are none."""
+    valid = x[np.isfinite(x)]
+    return float(valid.mean()) if valid.size else math.nan
+
+
+def _pandas_qcut_probabilities(quantiles: int) -> np.ndarray:
+    """The probabilities pandas.qcut(x, q) puts its edges at (pandas 3 rounds them up)."""
+    if int(quantiles) != quantiles or quantiles < 1:
+        raise ValueError(f"quantiles must be an integer >= 1, got {quantiles!r}")
+    probs = np.linspace(0.0, 1.0, int(quantiles) + 1)
+    inexact = quantiles * probs != np.arange(int(quantiles) + 1)
+    np.putmask(probs, inexact, np.nextafter(probs, 1.0))
+    return probs
+
+
+# ------------------------------------------------------------------ numba kernels: sorting
+
+
+@njit(cache=True, nogil=True)
+def _workspace(n: int):
+    """Scratch buffers for `_sorted_order` on up to n values."""
+    keys = np.empty(n, dtype=np.uint64)
+    packed = np.empty(n, dtype=np.uint64)
+    packed_alt = np.empty(n, dtype=np.uint64)
+    order = np.empty(n, dtype=np.int64)
+    hist = np.zeros((_RADIX_PASSES, 256), dtype=np.int64)
+    return keys, packed, packed_alt, order, hist
+
+
+@njit(cache=True, nogil=True)
+def _gather_value(v: float) -> float:
+    """The value as stored for sorting: -0.0 becomes 0.0 so that it ties with 0.0."""
+    return 0.0 if v == 0.0 else v
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(keys, order, base, root, end):
+    """Restore the max-heap property below ``root`` in keys[base:base+end] (order follows)."""
+    while 2 * root + 1 < end:
+        child = 2 * root + 1
+        if child + 1 < end and keys[base + child] < keys[base + child + 1]:
+            child += 1
+        if keys[base + root] >= keys[base + child]:
+            return
+        a, b = base + root, base + child
+        keys[a], keys[b] = keys[b], keys[a]
+        order[a], order[b] = order[b], order[a]
+        root = child
+
+
+@njit(cache=True, nogil=True)
+def _heapsort_run(keys, order, i, j):
+    """Sort keys[i:j] ascending in place, moving order[i:j] along (O(L log L), no allocation)."""
+    size = j - i
+    for root in range(size // 2 - 1, -1, -1):
+        _sift_down(keys, order, i, root, size)
+    for end in range(size - 1, 0, -1):
+        keys[i], keys[i + end] = keys[i + end], keys[i]
+        order[i], order[i + end] = order[i + end], order[i]
+        _sift_down(keys, order, i, 0, end)
+
+
+@njit(cache=True, nogil=True)
+def _sort_tied_runs(keys, order, m, low):
+    """Finish the radix sort: order each run of keys equal from bit ``low`` up."""
+    shift = np.uint64(low)
+    i = 0
+    while i < m:
+        high = keys[i] >> shift
+        j = i + 1
+        while j < m and (keys[j] >> shift) == high:
+            j += 1
+        if j - i > 1:
+            is_sorted = True
+            for k in range(i + 1, j):
+                if keys[k] < keys[k - 1]:
+                    is_sorted = False
+                    break
+            if not is_sorted:
+                if j - i <= _SHORT_RUN:
+                    for k in range(i + 1, j):
+                        key = keys[k]
+                        pos = order[k]
+                        s = k - 1
+                        while s >= i and keys[s] > key:
+                            keys[s + 1] = keys[s]
+                            order[s + 1] = order[s]
+                            s -= 1
+                        keys[s + 1] = key
+                        order[s + 1] = pos
+                else:
+                    _heapsort_run(keys, order, i, j)
+        i = j
+
+
+@njit(cache=True, nogil=True)
+def _sorted_order(values, m, ws):
+    """(keys, order): positions 0..m-1 of values[:m] by ascending value, and their sort keys.
+
+    Keys are order-preserving uint64 images of the (finite, -0.0-free) floats: equal keys
+    mean equal values. Bits above the highest bit where any two keys differ are common to all;
+    an LSD radix sort orders (24-bit window below that bit | position) words, then runs tied
+    on the window are sorted on the full keys.
+    """
+    keys, packed, packed_alt, order, hist = ws
+    bits = values[:m].view(np.uint64)
+    differ = np.uint64(0)
+    for k in range(m):
+        u = bits[k]
+        if u & _SIGN_BIT:
+            u = ~u
+        else:
+            u = u | _SIGN_BIT
+        keys[k] = u
+        differ |= u ^ keys[0]
+    low = -8 * _RADIX_PASSES
+    while differ:
+        differ >>= np.uint64(1)
+        low += 1
+    low = max(low, 0)
+    hist[:, :] = 0
+    for k in range(m):
+        window = (keys[k] >> np.uint64(low)) & _WINDOW_MASK
+        packed[k] = (window << np.uint64(32)) | np.uint64(k)
+        for p in range(_RADIX_PASSES):
+            hist[p, (window >> np.uint64(8 * p)) & np.uint64(255)] += 1
+    src, dst = packed, packed_alt
+    for p in range(_RADIX_PASSES):
+        counts = hist[p]
+        single_bucket = False
+        for b in range(256):
+            if counts[b] != 0:
+                single_bucket = counts[b] == m
+                break
+        if single_bucket:
+            continue
+        total = 0
+        for b in range(256):
+            c = counts[b]
+            counts[b] = total
+            total += c
+        shift = np.uint64(32 + 8 * p)
+        for k in range(m):
+            word = src[k]
+            b = (word >> shift) & np.uint64(255)
+            pos = counts[b]
+            counts[b] = pos + 1
+            dst[pos] = word
+        src, dst = dst, src
+    sorted_keys = dst  # the buffer not holding the result is free
+    for k in range(m):
+        pos = np.int64(src[k] & _POSITION_MASK)
+        order[k] = pos
+        sorted_keys[k] = keys[pos]
+    if low > 0:
+        _sort_tied_runs(sorted_keys, order, m, low)
+    return sorted_keys, order
+
+
+@njit(cache=True, nogil=True)
+def _centered_ranks(values, m, ws, out):
+    """out[k] = average rank of values[k] among values[:m] minus (m + 1) / 2 (exact halves)."""
+    keys, order = _sorted_order(values, m, ws)
+    i = 0
+    while i < m:
+        j = i
+        while j + 1 < m and keys[j + 1] == keys[i]:
+            j += 1
+        centered = 0.5 * (i + j + 1 - m)
+        for k in range(i, j + 1):
+            out[order[k]] = centered
+        i = j + 1
+
+
+# ------------------------------------------------------------------ numba kernels: correlation
+
+
+@njit(cache=True, nogil=True)
+def _finish_corr(sxy, sxx, syy):
+    """sxy / sqrt(sxx * syy) clipped to [-1, 1]; NaN when a side has no variance."""
+    if not (sxx > 0.0 and syy > 0.0):
+        return np.nan
+    r = sxy / (math.sqrt(sxx) * math.sqrt(syy))
+    if not math.isfinite(r):
+        return np.nan
+    return min(1.0, max(-1.0, r))
+
+
+@njit(cache=True, nogil=True)
+def _sum_squares(x, m):
+    total = 0.0
+    for k in range(m):
+        total += x[k] * x[k]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _spearman_given_y(xs, cy, syy, m, ws):
+    """Spearman of xs[:m] against y whose centered ranks cy and their Σ cy² = syy are known.
+
+    Every term is a product of exact halves, so the sums are exact whatever their order
+    (for fewer than about 300,000 names).
+    """
+    keys, order = _sorted_order(xs, m, ws)
+    sxx = 0.0
+    sxy = 0.0
+    i = 0
+    while i < m:
+        j = i
+        while j + 1 < m and keys[j + 1] == keys[i]:
+            j += 1
+        centered = 0.5 * (i + j + 1 - m)
+        for k in range(i, j + 1):
+            sxx += centered * centered
+            sxy += centered * cy[order[k]]
+        i = j + 1
+    return _finish_corr(sxy, sxx, syy)
+
+
+@njit(cache=True, nogil=True)
+def _spearman_date(x_row, y_row, min_names, xs, ys, cy, ws):
+    """Spearman correlation of one date over the names valid in both rows."""
+    m = 0
+    for n in range(x_row.shape[0]):
+        x = x_row[n]
+        y = y_row[n]
+        if math.isfinite(x) and math.isfinite(y):
+            xs[m] = _gather_value(x)
+            ys[m] = _gather_value(y)
+            m += 1
+    if m < min_names:
+        return np.nan
+    _centered_ranks(ys, m, ws, cy)
+    return _spearman_given_y(xs, cy, _sum_squares(cy, m), m, ws)
+
+
+@njit(cache=True, nogil=True)
+def _pearson(xs, ys, m):
+    """Pearson correlation of xs[:m] and ys[:m] (two-pass); NaN when a side is constant."""
+    x_const = True
+    y_const = True
+    for k in range(1, m):
+        if xs[k] != xs[0]:
+            x_const = False
+        if ys[k] != ys[0]:
+            y_const = False
+    if m < 2 or x_const or y_const:
+        return np.nan
+    mx = 0.0
+    my = 0.0
+    for k in range(m):
+        mx += xs[k]
+        my += ys[k]
+    mx /= m
+    my /= m
+    sxx = 0.0
+    syy = 0.0
+    sxy = 0.0
+    for k in range(m):
+        dx = xs[k] - mx
+        dy = ys[k] - my
+        sxx += dx * dx
+        syy += dy * dy
+        sxy += dx * dy
+    return _finish_corr(sxy, sxx, syy)
+
+
+@njit(cache=True, nogil=True)
+def _rank_ic_core(factor, label, row_mask, min_names):
+    n_dates, n_names = factor.shape
+    out = np.full(n_dates, np.nan)
+    xs = np.empty(n_names)
+    ys = np.empty(n_names)
+    cy = np.empty(n_names)
+    ws = _workspace(n_names)
+    for t in range(n_dates):
+        if row_mask[t]:
+            out[t] = _spearman_date(factor[t], label[t], min_names, xs, ys, cy, ws)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _ic_core(factor, label, row_mask, min_names):
+    n_dates, n_names = factor.shape
+    out = np.full(n_dates, np.nan)
+    xs = np.empty(n_names)
+    ys = np.empty(n_names)
+    for t in range(n_dates):
+        if not row_mask[t]:
+            continue
+        m = 0
+        for n in range(n_names):
+            x = factor[t, n]
+            y = label[t, n]
+            if math.isfinite(x) and math.isfinite(y):
+                xs[m] = x
+                ys[m] = y
+                m += 1
+        if m >= min_names:
+            out[t] = _pearson(xs, ys, m)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _centered_rank_panel(label, row_mask):
+    """Per date: average ranks over the valid names minus their mean (NaN elsewhere),
+    the sum of their squares, and the count of valid names."""
+    n_dates, n_names = label.shape
+    centered = np.full((n_dates, n_names), np.nan)
+    sum_sq = np.zeros(n_dates)
+    counts = np.zeros(n_dates, dtype=np.int64)
+    ys = np.empty(n_names)
+    cy = np.empty(n_names)
+    ws = _workspace(n_names)
+    for t in range(n_dates):
+        if not row_mask[t]:
+            continue
+        m = 0
+        for n in range(n_names):
+            y = label[t, n]
+            if math.isfinite(y):
+                ys[m] = _gather_value(y)
+                m += 1
+        _centered_ranks(ys, m, ws, cy)
+        k = 0
+        for n in range(n_names):
+            if math.isfinite(label[t, n]):
+                centered[t, n] = cy[k]
+                k += 1
+        sum_sq[t] = _sum_squares(cy, m)
+        counts[t] = m
+    return centered, sum_sq, counts
+
+
+@njit(cache=True, nogil=True)
+def _drop_from_ranks(cy, ys, m, dropped, k):
+    """Centered ranks of ys[:m] from their centered ranks cy[:m] in a set that also held the k
+    values dropped[:k]: each loses one rank per dropped value below it and half a rank per
+    dropped tie, and the mean rank falls by k / 2. Exact (halves)."""
+    for i in range(m):
+        y = ys[i]
+        shift = 0.5 * k
+        for j in range(k):
+            if dropped[j] < y:
+                shift -= 1.0
+            elif dropped[j] == y:
+                shift -= 0.5
+        cy[i] += shift
+
+
+@njit(cache=True, nogil=True)
+def _rank_ic_prepared_core(factor, label, row_mask, centered, sum_sq, counts, min_names):
+    n_dates, n_names = factor.shape
+    out = np.full(n_dates, np.nan)
+    xs = np.empty(n_names)
+    ys = np.empty(n_names)
+    cy = np.empty(n_names)
+    dropped = np.empty(_MAX_DROPPED)
+    ws = _workspace(n_names)
+    for t in range(n_dates):
+        if not row_mask[t] or counts[t] < min_names:
+            continue
+        m = 0
+        k = 0
+        for n in range(n_names):
+            c = centered[t, n]
+            if c == c:
+                x = factor[t, n]
+                if math.isfinite(x):
+                    xs[m] = _gather_value(x)
+                    ys[m] = label[t, n]
+                    cy[m] = c
+                    m += 1
+                else:
+                    if k < _MAX_DROPPED:
+                        dropped[k] = label[t, n]
+                    k += 1
+        if m < min_names:
+            continue
+        if k == 0:
+            out[t] = _spearman_given_y(xs, cy, sum_sq[t], m, ws)
+        elif k <= _MAX_DROPPED:
+            _drop_from_ranks(cy, ys, m, dropped, k)
+            out[t] = _spearman_given_y(xs, cy, _sum_squares(cy, m), m, ws)
+        else:
+            out[t] = _spearman_date(factor[t], label[t], min_names, xs, ys, cy, ws)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rank_autocorr_core(centered, counts, row_mask, lag):
+    """Pearson of the 1-based average ranks at t and t-lag over names ranked on both dates."""
+    n_dates, n_names = centered.shape
+    out = np.full(n_dates, np.nan)
+    xs = np.empty(n_names)
+    ys = np.empty(n_names)
+    for t in range(lag, n_dates):
+        if not (row_mask[t] and row_mask[t - lag]):
+            continue
+        mid_now = 0.5 * (counts[t] + 1)
+        mid_before = 0.5 * (counts[t - lag] + 1)
+        m = 0
+        for n in range(n_names):
+            now = centered[t, n]
+            before = centered[t - lag, n]
+            if now == now and before == before:
+                xs[m] = now + mid_now
+                ys[m] = before + mid_before
+                m += 1
+        out[t] = _pearson(xs, ys, m)
+    return out
+
+
+# ------------------------------------------------------------------ numba kernels: quantiles
+
+
+@njit(cache=True, nogil=True)
+def _quantile_codes(values, m, probs, ws, codes):
+    """pandas.qcut(values[:m], probs, labels=False) + 1 into codes[:m]; False if edges repeat.
+
+    Edges are numpy's 'linear' quantiles of the values (same interpolation arithmetic);
+    a value's code is the number of edges strictly below it (at least 1).
+    """
+    n_edges = probs.shape[0]
+    keys, order = _sorted_order(values, m, ws)
+    edges = np.empty(n_edges)
+    last = m - 1
+    for e in range(n_edges):
+        virtual = last * probs[e]
+        if virtual >= last:
+            edges[e] = values[order[last]]
+            continue
+        below = math.floor(virtual)
+        gamma = virtual - below
+        a = values[order[int(below)]]
+        b = values[order[int(below) + 1]]
+        diff = b - a
+        if gamma >= 0.5:
+            edges[e] = b - diff * (1.0 - gamma)
+        else:
+            edges[e] = a + diff * gamma
+    if n_edges > 2:
+        for e in range(n_edges):
+            for f in range(e + 1, n_edges):
+                if edges[e] == edges[f]:
+                    return False
+    below_count = 0
+    for k in range(m):
+        v = values[order[k]]
+        while below_count < n_edges and edges[below_count] < v:
+            below_count += 1
+        codes[order[k]] = max(below_count, 1)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _quantile_returns_core(factor, label, row_mask, probs):
+    n_dates, n_names = factor.shape
+    n_q = probs.shape[0] - 1
+    out = np.full((n_dates, n_q), np.nan)
+    xs = np.empty(n_names)
+    ys = np.empty(n_names)
+    codes = np.empty(n_names, dtype=np.int64)
+    sums = np.empty(n_q)
+    counts = np.empty(n_q, dtype=np.int64)
+    ws = _workspace(n_names)
+    for t in range(n_dates):
+        if not row_mask[t]:
+            continue
+        m = 0
+        for n in range(n_names):
+            x = factor[t, n]
+            y = label[t, n]
+            if math.isfinite(x) and math.isfinite(y):
+                xs[m] = _gather_value(x)
+                ys[m] = y
+                m += 1
+        if m == 0 or not _quantile_codes(xs, m, probs, ws, codes):
+            continue
+        sums[:] = 0.0
+        counts[:] = 0
+        for k in range(m):
+            q = codes[k] - 1
+            sums[q] += ys[k]
+            counts[q] += 1
+        for q in range(n_q):
+            if counts[q] > 0:
+                out[t, q] = sums[q] / counts[q]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _quantile_row_codes(row, probs, xs, pos, qcodes, ws, codes_out):
+    """codes_out[n] = quantile (1..Q) of row[n] among the valid names, else 0.
+
+    False (and no codes) when the row has no valid name or the bin edges repeat.
+    """
+    m = 0
+    for n in range(row.shape[0]):
+        codes_out[n] = 0
+        x = row[n]
+        if math.isfinite(x):
+            xs[m] = _gather_value(x)
+            pos[m] = n
+            m += 1
+    if m == 0 or not _quantile_codes(xs, m, probs, ws, qcodes):
+        return False
+    for k in range(m):
+        codes_out[pos[k]] = qcodes[k]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _quantile_turnover_core(factor, row_mask, probs):
+    """(T, 2): share of the bottom (column 0) / top (column 1) quantile new since the last row."""
+    n_dates, n_names = factor.shape
+    top = probs.shape[0] - 1
+    out = np.full((n_dates, 2), np.nan)
+    xs = np.empty(n_names)
+    pos = np.empty(n_names, dtype=np.int64)
+    qcodes = np.empty(n_names, dtype=np.int64)
+    now = np.zeros(n_names, dtype=np.int64)
+    before = np.zeros(n_names, dtype=np.int64)
+    ws = _workspace(n_names)
+    before_ok = False
+    for t in range(n_dates):
+        if not row_mask[t]:
+            before_ok = False
+            continue
+        now_ok = _quantile_row_codes(factor[t], probs, xs, pos, qcodes, ws, now)
+        if now_ok and before_ok:
+            for col in range(2):
+                target = 1 if col == 0 else top
+                size_now = 0
+                size_before = 0
+                new = 0
+                for n in range(n_names):
+                    if before[n] == target:
+                        size_before += 1
+                    if now[n] == target:
+                        size_now += 1
+                        if before[n] != target:
+                            new += 1
+                if size_now > 0 and size_before > 0:
+                    out[t, col] = new / size_now
+        now, before = before, now
+        before_ok = now_ok
+    return out
+
+
+# ------------------------------------------------------------------ numba kernels: coverage
+
+
+@njit(cache=True, nogil=True)
+def _coverage_core(factor, universe, row_mask, use_universe):
+    """(factor valid and in universe, in universe) cell counts over the selected dates."""
+    n_dates, n_names = factor.shape
+    covered = 0
+    total = 0
+    for t in range(n_dates):
+        if not row_mask[t]:
+            continue
+        for n in range(n_names):
+            if use_universe and not universe[t, n]:
+                continue
+            total += 1
+            if math.isfinite(factor[t, n]):
+                covered += 1
+    return covered, total
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def ic(factor: np.ndarray, label: np.ndarray, min_names: int = 10, rows: Rows = None) -> np.ndarray:
+    """(T,) Pearson correlation of factor and label per date over the names valid in both.
+
+    NaN on dates with fewer than ``min_names`` pairs, or where either side is constant.
+    """
+    factor, label = _panel(factor, "factor"), _panel(label, "label")
+    _same_shape(factor, label, "factor and label")
+    mask = _row_mask(rows, factor.shape[0])
+    return _ic_core(factor, label, mask, _check_min_names(min_names))
+
+
+def rank_ic(factor: np.ndarray, label: np.ndarray, min_names: int = 10, rows: Rows = None) -> np.ndarray:
+    """(T,) Spearman correlation (average ranks for ties) per date over names valid in both.
+
+    NaN on dates with fewer than ``min_names`` pairs, or where either side is constant.
+    """
+    factor, label = _panel(factor, "factor"), _panel(label, "label")
+    _same_shape(factor, label, "factor and label")
+    mask = _row_mask(rows, factor.shape[0])
+    return _rank_ic_core(factor, label, mask, _check_min_names(min_names))
+
+
+@dataclass(frozen=True, eq=False)
+class LabelRanks:
+    """A label ranked once per date, reused to score many factors against it (`rank_ic_fast`)."""
+
+    label: np.ndarray  # (T, N) the label, re-ranked on dates where a factor misses label names
+    row_mask: np.ndarray  # (T,) dates to score
+    centered: np.ndarray  # (T, N) average rank minus the date's mean rank; NaN where invalid
+    sum_sq: np.ndarray  # (T,) sum of centered**2 per date
+    counts: np.ndarray  # (T,) valid label names per date
+
+
+def prepare_label(label: np.ndarray, rows: Rows = None) -> LabelRanks:
+    """Rank the label once for `rank_ic_fast` (only the dates in ``rows``)."""
+    label = _panel(label, "label")
+    mask = _row_mask(rows, label.shape[0])
+    centered, sum_sq, counts = _centered_rank_panel(label, mask)
+    return LabelRanks(label, mask, centered, sum_sq, counts)
+
+
+def rank_ic_fast(factor: np.ndarray, prepared: LabelRanks, min_names: int = 10) -> np.ndarray:
+    """`rank_ic(factor, label, min_names, rows)` for a prepared label: bit-identical, faster.
+
+    Dates where the factor is valid on every valid label name reuse the label's ranks; where
+    it misses a few of them the label's ranks are adjusted for the missing names, otherwise
+    the label is re-ranked over the common names.
+    """
+    factor = _panel(factor, "factor")
+    _same_shape(factor, prepared.label, "factor and prepared label")
+    return _rank_ic_prepared_core(
+        factor,
+        prepared.label,
+        prepared.row_mask,
+        prepared.centered,
+        prepared.sum_sq,
+        prepared.counts,
+        _check_min_names(min_names),
+    )
+
+
+def ic_stats(series: np.ndarray, annualize: float | None = None, rows: Rows = None) -> dict:
+    """Summary of a per-date IC series over its finite values.
+
+    Keys: mean, std (ddof=1; 0 for a constant series), icir (mean / std, NaN when std is 0),
+    t_stat (icir * sqrt(n)), hit_rate (share of values > 0), n; plus icir_annualized
+    (icir * sqrt(annualize)) when ``annualize`` (periods per year) is given. Undefined
+    entries are NaN.
+    """
+    series = np.asarray(series, dtype=np.float64)
+    if series.ndim != 1:
+        raise ValueError(f"series must be 1-D, got shape {series.shape}")
+    values = series[_row_mask(rows, series.shape[0])]
+    values = values[np.isfinite(values)]
+    n = int(values.size)
+    mean = float(values.mean()) if n else math.nan
+    if n < 2:
+        std = math.nan
+    elif (values == values[0]).all():
+        std = 0.0  # exactly: numpy's two-pass std of a constant can be a rounding residue
+    else:
+        std = float(values.std(ddof=1))
+    icir = mean / std if std > 0.0 else math.nan
+    stats = {
+        "mean": mean,
+        "std": std,
+        "icir": icir,
+        "t_stat": icir * math.sqrt(n),
+        "hit_rate": float((values > 0.0).sum() / n) if n else math.nan,
+        "n": n,
+    }
+    if annualize is not None:
+        stats["icir_annualized"] = icir * math.sqrt(annualize)
+    return stats
+
+
+def rank_autocorrelation(factor: np.ndarray, lag: int = 1, rows: Rows = None) -> np.ndarray:
+    """(T,) rank autocorrelation of the factor, as alphalens ``factor_rank_autocorrelation``.
+
+    Per date, the factor's ranks at t and t-lag (each ranked among the names valid on its own
+    date, average ties) are correlated (Pearson) over the names valid on both dates. ``lag``
+    counts rows; NaN with fewer than 2 common names or when either rank vector is constant.
+    """
+    factor = _panel(factor, "factor")
+    if int(lag) != lag or lag < 1:
+        raise ValueError(f"lag must be an integer >= 1, got {lag!r}")
+    mask = _row_mask(rows, factor.shape[0])
+    centered, _, counts = _centered_rank_panel(factor, mask)
+    return _rank_autocorr_core(centered, counts, mask, int(lag))
+
+
+def factor_turnover(factor: np.ndarray, lag: int = 1, rows: Rows = None) -> float:
+    """1 - mean rank autocorrelation (0: the ranking never changes; ~1: a new one every date)."""
+    return 1.0 - _nanmean(rank_autocorrelation(factor, lag, rows))
+
+
+def quantile_turnover(
+    factor: np.ndarray,
+    quantiles: int = 5,
+    which: Literal["top", "bottom"] = "top",
+    rows: Rows = None,
+) -> np.ndarray:
+    """(T,) share of the names in the top (bottom) quantile at t that were not in it at t-1.
+
+    Quantiles as in `quantile_returns`, over the names with a valid factor. NaN on the first
+    date, and where the quantile is empty on t or t-1 (alphalens ``quantile_turnover`` instead
+    compares with the last earlier date that had names in the quantile).
+    """
+    if which not in ("top", "bottom"):
+        raise ValueError(f"which must be 'top' or 'bottom', got {which!r}")
+    factor = _panel(factor, "factor")
+    probs = _pandas_qcut_probabilities(quantiles)
+    both = _quantile_turnover_core(factor, _row_mask(rows, factor.shape[0]), probs)
+    return both[:, 1 if which == "top" else 0].copy()
+
+
+def ic_decay(
+    factor: np.ndarray,
+    labels: Mapping[int, np.ndarray],
+    min_names: int = 10,
+    rows: Rows = None,
+) -> dict[int, float]:
+    """{horizon: mean rank IC of the factor against that horizon's label}."""
+    return {int(h): _nanmean(rank_ic(factor, label, min_names, rows)) for h, label in sorted(labels.items())}
+
+
+def half_life(decay: Mapping[int, float]) -> float:
+    """Horizon at which |mean rank IC| first falls to half its value at the shortest horizon.
+
+    Between the two horizons that bracket the halving, log|IC| is interpolated linearly in the
+    horizon (exponential decay); if the later |IC| is exactly 0, |IC| itself is. Horizons with
+    a NaN IC after the first are skipped. NaN when the shortest horizon's IC is NaN or 0, or
+    when |IC| never falls to half within the horizons given.
+    """
+    if not decay:
+        return math.nan
+    points = sorted((int(h), abs(float(v))) for h, v in decay.items())
+    first_value = points[0][1]
+    if not (math.isfinite(first_value) and first_value > 0.0):
+        return math.nan
+    target = 0.5 * first_value
+    points = [(h, v) for h, v in points if math.isfinite(v)]
+    for (h_a, v_a), (h_b, v_b) in zip(points, points[1:]):
+        if v_b <= target:
+            if v_b > 0.0:
+                frac = (math.log(v_a) - math.log(target)) / (math.log(v_a) - math.log(v_b))
+            else:
+                frac = (v_a - target) / v_a
+            return h_a + frac * (h_b - h_a)
+    return math.nan
+
+
+def coverage(factor: np.ndarray, universe: np.ndarray | None = None, rows: Rows = None) -> float:
+    """Share of universe cells where the factor is valid.
+
+    ``universe`` is a boolean (T, N) mask or a (T, N) panel (e.g. price or label) whose valid
+    cells form the universe; None means every cell. NaN when the universe is empty.
+    """
+    factor = _panel(factor, "factor")
+    mask = _row_mask(rows, factor.shape[0])
+    if universe is None:
+        members = np.ones((1, 1), dtype=np.bool_)
+    else:
+        members = np.asarray(universe)
+        _same_shape(factor, members, "factor and universe")
+        if members.dtype != np.bool_:
+            members = np.isfinite(_panel(members, "universe"))
+    covered, total = _coverage_core(factor, members, mask, universe is not None)
+    return covered / total if total else math.nan
+
+
+def quantile_returns(
+    factor: np.ndarray, label: np.ndarray, quantiles: int = 5, rows: Rows = None
+) -> np.ndarray:
+    """(T, Q) mean label per factor quantile (column q-1 holds quantile q, Q = top).
+
+    Per date, the names valid in both are bucketed like alphalens ``quantize_factor``
+    (``pandas.qcut(factor, Q, labels=False) + 1``). Dates where qcut would fail (repeated bin
+    edges, e.g. heavy ties) are NaN, as alphalens drops them; an empty bucket is NaN.
+    Returns are raw, not demeaned (alphalens ``demeaned=False``).
+    """
+    factor, label = _panel(factor, "factor"), _panel(label, "label")
+    _same_shape(factor, label, "factor and label")
+    probs = _pandas_qcut_probabilities(quantiles)
+    return _quantile_returns_core(factor, label, _row_mask(rows, factor.shape[0]), probs)
+
+
+def long_short(qret: np.ndarray, rows: Rows = None) -> np.ndarray:
+    """(T,) top minus bottom quantile return."""
+    qret = np.asarray(qret, dtype=np.float64)
+    out = np.full(qret.shape[0], np.nan)
+    mask = _row_mask(rows, qret.shape[0])
+    out[mask] = qret[mask, -1] - qret[mask, 0]
+    return out
+
+
+def monotonicity(qret: np.ndarray, rows: Rows = None) -> float:
+    """Spearman correlation between the quantile number and the quantile's mean return over dates.
+
+    +1: returns rise with every quantile; NaN when a quantile never has a return.
+    """
+    qret = np.asarray(qret, dtype=np.float64)
+    selected = qret[_row_mask(rows, qret.shape[0])]
+    means = np.array([_nanmean(selected[:, q]) for q in range(qret.shape[1])])
+    if means.size < 2 or not np.isfinite(means).all():
+        return math.nan
+    numbers = np.arange(1.0, means.size + 1.0)
+    ranked = _rank_ic_core(means[None, :], numbers[None, :], np.ones(1, dtype=np.bool_), 2)
+    return float(ranked[0])
+
+
+def factor_correlation(a: np.ndarray, b: np.ndarray, min_names: int = 10, rows: Rows = None) -> float:
+    """Mean over dates of the cross-sectional Spearman correlation of two factors."""
+    return _nanmean(rank_ic(a, b, min_names, rows))
+
+
+def factor_summary(
+    factor: np.ndarray,
+    price: np.ndarray,
+    horizons: Sequence[int] = (1, 5, 10, 20),
+    delay: int = 1,
+    quantiles: int = 5,
+    min_names: int = 10,
+    rows: Rows = None,
+) -> dict:
+    """The standard report of one factor against forward returns of ``price``.
+
+    Labels are computed on the whole price panel; ``rows`` then selects the scored dates
+    (to keep labels inside a segment, end ``rows`` delay + max(horizons) dates earlier).
+    Per horizon h: ``ic_mean_h{h}``, ``ic_icir_h{h}``, ``rank_ic_mean_h{h}``, ``rank_ic_std_h{h}``,
+    ``rank_icir_h{h}``, ``rank_ic_t_stat_h{h}``, ``rank_ic_hit_rate_h{h}``, ``n_dates_h{h}``;
+    the first horizon's values also without the suffix. Then ``rank_autocorr`` (lag 1),
+    ``turnover`` (1 - rank_autocorr), ``top_turnover`` / ``bottom_turnover`` (quantile
+    turnover means), ``coverage`` (of the valid price cells), ``half_life``, and, on the first
+    horizon's label, ``long_short_mean`` and ``monotonicity``. All floats, except ``decay``:
+    {h: mean rank IC}.
+    """
+    factor, price = _panel(factor, "factor"), _panel(price, "price")
+    _same_shape(factor, price, "factor and price")
+    horizons = [int(h) for h in horizons]
+    if not horizons:
+        raise ValueError("horizons must name at least one horizon")
+    mask = _row_mask(rows, factor.shape[0])
+    labels = forward_returns_multi(price, horizons, delay)
+    # Spearman is symmetric: rank the factor once and score each horizon's label against it
+    factor_ranks = prepare_label(factor, mask)
+    summary: dict = {}
+    decay: dict[int, float] = {}
+    for h in horizons:
+        pearson = ic_stats(ic(factor, labels[h], min_names, mask))
+        spearman = ic_stats(rank_ic_fast(labels[h], factor_ranks, min_names))
+        per_horizon = {
+            "ic_mean": pearson["mean"],
+            "ic_icir": pearson["icir"],
+            "rank_ic_mean": spearman["mean"],
+            "rank_ic_std": spearman["std"],
+            "rank_icir": spearman["icir"],
+            "rank_ic_t_stat": spearman["t_stat"],
+            "rank_ic_hit_rate": spearman["hit_rate"],
+            "n_dates": float(spearman["n"]),
+        }
+        if h == horizons[0]:
+            summary.update(per_horizon)
+        summary.update({f"{key}_h{h}": value for key, value in per_horizon.items()})
+        decay[h] = spearman["mean"]
+    autocorr = _nanmean(_rank_autocorr_core(factor_ranks.centered, factor_ranks.counts, mask, 1))
+    turnovers = _quantile_turnover_core(factor, mask, _pandas_qcut_probabilities(quantiles))
+    qret = quantile_returns(factor, labels[horizons[0]], quantiles, mask)
+    summary.update(
+        {
+            "rank_autocorr": autocorr,
+            "turnover": 1.0 - autocorr,
+            "top_turnover": _nanmean(turnovers[:, 1]),
+            "bottom_turnover": _nanmean(turnovers[:, 0]),
+            "coverage": coverage(factor, price, mask),
+            "half_life": half_life(decay),
+            "long_short_mean": _nanmean(long_short(qret)),
+            "monotonicity": monotonicity(qret),
+            "decay": decay,
+        }
+    )
+    return summary
