@@ -1,0 +1,168 @@
+"""The `miner` command line.
+
+Errors meant for people (`MinerError`) print one line and exit 1; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from miner.errors import DataError, MinerError
+
+app = typer.Typer(
+    name="miner",
+    help="Genetic-programming factor mining: evaluate formulas, mine factors, keep a library.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Import market data into a DuckDB market store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+@app.callback()
+def _root(debug: DebugOption = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command("operators")
+def operators_command(
+    family: Annotated[str | None, typer.Option(help="Only this family.")] = None,
+    markdown: Annotated[bool, typer.Option(help="Print a Markdown table (for the README).")] = False,
+) -> None:
+    """Print the operator reference: name, signature, family, lookback and meaning."""
+    from miner.reference import operator_rows, operator_table_markdown
+
+    rows = [r for r in operator_rows() if family is None or r["family"] == family]
+    if markdown:
+        console.print(operator_table_markdown(rows), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(title="factor-miner operators")
+    for column in ("signature", "family", "lookback", "meaning"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["signature"], row["family"], row["lookback"], row["doc"])
+    console.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    formula: Annotated[str, typer.Argument(help="The formula, e.g. 'rank(delta(close, 5)) * -1'.")],
+    data: Annotated[Path, typer.Option("--data", help="Daily bars: Parquet/CSV (long) or a .duckdb store.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write values here (.parquet or .csv).")
+    ] = None,
+    horizons: Annotated[str, typer.Option(help="Forward-return horizons for the metrics.")] = "1,5,10,20",
+    debug: DebugOption = False,
+) -> None:
+    """Evaluate one formula on daily bars, write its values and print its metrics."""
+    from evaluation import factor_summary
+    from miner.expression import canonical, evaluate
+
+    market = read_market(data)
+    values = evaluate(formula, market)
+    if output is not None:
+        write_long(values, market, output)
+        console.print(f"wrote {int(np.isfinite(values).sum()):,} values to {output}")
+    steps = tuple(int(h) for h in horizons.split(","))
+    summary = factor_summary(values, market.fields["close"], horizons=steps)
+    console.print(summary_table(canonical(formula), summary))
+
+
+@data_app.command("import")
+def data_import_command(
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file of daily or minute bars.")],
+    kind: Annotated[str, typer.Option(help="daily or minute.")] = "daily",
+    store: Annotated[Path, typer.Option(help="The DuckDB market store.")] = Path("market.duckdb"),
+    column: Annotated[
+        list[str] | None, typer.Option("--column", help="Map a file column: SOURCE=TARGET, repeatable.")
+    ] = None,
+    drop_suspect: Annotated[
+        bool, typer.Option(help="Drop rows flagged by a boolean 'suspect' column.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Import (upsert) bars into the market store; bad input leaves the store unchanged."""
+    from miner.data import import_file
+
+    mapping = parse_column_map(column or [])
+    report = import_file(path, kind=kind, store=store, column_map=mapping, drop_suspect=drop_suspect)
+    console.print(str(report))
+
+
+def parse_column_map(items: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source or not target:
+            raise DataError(f"--column {item!r}: expected SOURCE=TARGET, e.g. --column ticker=instrument")
+        mapping[source] = target
+    return mapping
+
+
+def read_market(path: Path):
+    """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
+    from miner.data import MarketData, load_market
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".duckdb":
+        return load_market(path)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        raise DataError(f"{path}: expected a .parquet, .csv or .duckdb file")
+    return MarketData.from_frame(frame, source=str(path))
+
+
+def write_long(values: np.ndarray, market, output: Path) -> None:
+    """Write a (T, N) panel as a long (date, instrument, value) table, dropping NaN."""
+    rows, cols = np.nonzero(np.isfinite(values))
+    frame = pd.DataFrame(
+        {"date": market.dates[rows], "instrument": market.instruments[cols], "value": values[rows, cols]}
+    )
+    if output.suffix == ".csv":
+        frame.to_csv(output, index=False)
+    elif output.suffix == ".parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        raise DataError(f"{output}: --output must end in .parquet or .csv")
+
+
+def summary_table(formula: str, summary: dict) -> Table:
+    table = Table(title=formula, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, (int, float, np.floating)):
+            table.add_row(key, f"{value:.4f}")
+    return table
+
+
+def main() -> None:
+    """Console entry point: one line per user error, tracebacks only with --debug."""
+    try:
+        app()
+    except MinerError as exc:
+        if "--debug" in sys.argv:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,184 @@
+"""The formula language: parsing, printing, canonical form, lookback, errors, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from miner import FormulaError, canonical, evaluate, lookback, parse
+from miner.expression import Call, Evaluator, Name, Num, canonicalize, to_string
+from tests.strategies import formulas, small_market
+
+ALPHAS = [
+    "rank(decay_linear(ts_corr(vwap, volume, 4), 2)) * -1",
+    "-1 * ts_corr(rank(delta(log(volume), 2)), rank((close - open) / open), 6)",
+    "(rank(ts_max(vwap - close, 3)) + rank(ts_min(vwap - close, 3))) * rank(delta(volume, 3))",
+    "where(ts_sum(close, 8) / 8 < ts_mean(close, 2), -1, 1)",
+    "sign(delta(volume, 1)) * -delta(close, 1)",
+    "(close - open) / (high - low + 0.001)",
+    "group_neutralize(rank(returns), sector) ** 2",
+    "~(close > open) | (volume >= ts_mean(volume, 20)) & (returns != 0)",
+]
+
+
+@pytest.mark.parametrize("text", ALPHAS)
+def test_print_parses_back_to_the_same_tree(text: str) -> None:
+    tree = parse(text)
+    assert parse(to_string(tree)) == tree
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(formulas(max_leaves=10))
+def test_roundtrip_for_random_trees(tree) -> None:
+    assert parse(to_string(tree)) == tree
+    canon = canonicalize(tree)
+    assert parse(to_string(canon)) == canon
+    assert canonical(to_string(canon)) == to_string(canon)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("close+open", "open + close"),
+        ("(((close)))", "close"),
+        ("rank(close) * -1", "-1 * rank(close)"),
+        ("-rank(close)", "rank(close) * -1"),
+        ("--close", "close"),
+        ("ts_corr(volume, close, 5)", "ts_corr(close, volume, 5.0)"),
+        ("max(high, low)", "max(low, high)"),
+        ("scale(close)", "scale(close, 1)"),
+        ("(open == close) & (high | low)", "(low | high) & (close == open)"),
+        ("add(close, 1)", "1 + close"),
+        ("close ** 2.0", "power(close, 2)"),
+    ],
+)
+def test_equivalent_spellings_share_one_canonical_form(a: str, b: str) -> None:
+    assert canonical(a) == canonical(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("close - open", "open - close"), ("close / open", "open / close"), ("delay(close, 1)", "close")],
+)
+def test_different_formulas_keep_different_canonical_forms(a: str, b: str) -> None:
+    assert canonical(a) != canonical(b)
+
+
+def test_printer_spells_numbers_once_and_parenthesizes_by_precedence() -> None:
+    assert canonical("close * (1.0 + 2.50)") == "(1 + 2.5) * close"
+    assert to_string(parse("(close - open) - (high - low)")) == "close - open - (high - low)"
+    assert to_string(parse("(-close) ** 2")) == "(-close) ** 2"
+    assert to_string(parse("-close ** 2")) == "-close ** 2"
+    assert to_string(parse("(close > open) > 0")) == "(close > open) > 0"
+    assert parse("-close ** 2") == Call("neg", (Call("power", (Name("close"), Num(2.0))),))
+
+
+@pytest.mark.parametrize(
+    ("formula", "expected"),
+    [
+        ("close", 0),
+        ("rank(close)", 0),
+        ("delay(close, 3)", 3),
+        ("ts_mean(close, 5)", 4),
+        ("ts_mean(delay(close, 2), 5)", 6),
+        ("ts_corr(ts_mean(close, 10), delta(volume, 3), 6)", 14),
+        ("rank(decay_linear(ts_corr(vwap, volume, 4), 2)) * -1", 4),
+        ("ts_std(close, 20) / ts_mean(close, 20) + delay(volume, 30)", 30),
+    ],
+)
+def test_lookback_by_hand(formula: str, expected: int) -> None:
+    assert lookback(formula) == expected
+
+
+@pytest.mark.parametrize(
+    ("formula", "fragment"),
+    [
+        ("foo(close)", "unknown operator 'foo'"),
+        ("ts_mean(close)", "takes 2 arguments, got 1"),
+        ("ts_mean(close, 2.5)", "must be a positive integer"),
+        ("ts_mean(close, 0)", "must be a positive integer"),
+        ("ts_mean(close, volume)", "must be a number, not a series"),
+        ("delay(close, -1)", "looks into the future"),
+        ("ts_mean(5, close)", "must be a series"),
+        ("rank(5)", "must be a series"),
+        ("close.attr", "Attribute"),
+        ("close[0]", "Subscript"),
+        ("lambda: 1", "Lambda"),
+        ("'abc'", "only numbers"),
+        ("True", "only numbers"),
+        ("close < open < high", "chained comparison"),
+        ("ts_mean(close, d=3)", "keyword"),
+        ("close +", "cannot parse"),
+        ("", "empty formula"),
+        ("close and open", "BoolOp"),
+        ("__import__('os').system('true')", "only plain operator names"),
+        ("__import__('os')", "unknown operator '__import__'"),
+        ("abs(" * 80 + "close" + ")" * 80, "nests deeper than"),
+        ("(" * 300 + "close" + ")" * 300, "cannot parse"),
+        ("close + " * 1000 + "close", "longer than"),
+    ],
+)
+def test_bad_formulas_raise_formula_error_naming_the_text(formula: str, fragment: str) -> None:
+    with pytest.raises(FormulaError, match=None) as info:
+        parse(formula)
+    assert fragment in str(info.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="abcdelmnorstvxyz_()[]{}.,+-*/%<>=!&|~^0123456789 'e:;@", max_size=60))
+def test_fuzzed_strings_only_raise_formula_error(text: str) -> None:
+    try:
+        tree = parse(text)
+    except FormulaError:
+        return
+    assert parse(to_string(tree)) == tree
+
+
+def test_evaluate_matches_pandas_for_a_101_style_alpha() -> None:
+    data = small_market(seed=3, t=50, n=15)
+    got = evaluate("rank(ts_mean(close, 5) - delay(close, 2)) * -1", data)
+    close = pd.DataFrame(np.asarray(data.fields["close"]))
+    expected = -(close.rolling(5, min_periods=1).mean() - close.shift(2)).rank(axis=1, pct=True)
+    np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_evaluate_broadcasts_constants_and_names_unknown_fields() -> None:
+    data = small_market()
+    assert evaluate("1 + 2", data).shape == (len(data.dates), len(data.instruments))
+    assert np.all(evaluate("1 + 2", data) == 3.0)
+    with pytest.raises(FormulaError, match="unknown field 'nope'"):
+        evaluate("rank(nope)", data)
+    with pytest.raises(FormulaError, match="is a group label"):
+        evaluate("rank(sector)", data)
+    with pytest.raises(FormulaError, match="is not a group label"):
+        evaluate("group_neutralize(close, volume)", data)
+
+
+def test_evaluator_computes_each_shared_subtree_once() -> None:
+    data = small_market()
+    evaluator = Evaluator(data)
+    evaluator.evaluate("rank(ts_mean(close, 5)) + rank(ts_mean(close, 5))")
+    first = (evaluator.cache.hits, evaluator.cache.misses)
+    assert first == (1, 3)  # misses: ts_mean, rank, add; the second rank(ts_mean) is a hit
+    evaluator.evaluate("zscore(ts_mean(close, 5))")
+    assert evaluator.cache.hits == 2  # ts_mean reused across formulas
+    again = evaluator.evaluate("rank(ts_mean(close,5))+rank(ts_mean(close,5))")
+    assert evaluator.cache.hits == 3 and not again.flags.writeable
+
+
+def test_cache_respects_its_byte_budget() -> None:
+    data = small_market()
+    panel_bytes = len(data.dates) * len(data.instruments) * 8
+    evaluator = Evaluator(data, cache_bytes=3 * panel_bytes)
+    for w in range(2, 12):
+        evaluator.evaluate(f"ts_mean(close, {w})")
+    assert evaluator.cache.bytes <= 3 * panel_bytes and len(evaluator.cache) == 3
+
+
+def test_evaluate_output_is_finite_or_nan() -> None:
+    data = small_market()
+    out = evaluate("close ** 400 * volume ** 50 - inv(close - close)", data)
+    assert not np.isinf(out).any()
