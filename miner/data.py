@@ -11,6 +11,22 @@ Derived fields (added when the input does not carry a column of that name):
 * ``vwap``: ``amount / volume`` when ``amount`` exists (NaN where volume is 0 or missing), else
   ``(high + low + close) / 3`` when high and low exist, else a copy of ``close``.
 
+Derived intraday fields, computed once where the minute cubes are assembled (`from_frame`,
+`load_market`, the synthetic market) and stored next to open/high/low/close/volume in
+``MarketData.intraday`` (read-only, part of the fingerprint like every cube):
+
+* ``minute_returns`` (when the bars have ``close``): ``close / previous close - 1``, the previous
+  close being that of the latest earlier bar of the same day (a missing minute had no trade, so
+  the next bar's return spans the gap). NaN on the first bar of each day, on missing bars and
+  where the previous close is not positive; nothing crosses a day.
+* ``buy_volume`` and ``sell_volume`` (when the bars have all of open, high, low, close, volume):
+  each bar's volume split by where its close sits in its own high-low range. With
+  ``share = (close - low) / (high - low)`` clipped to [0, 1] when ``high > low``, else 1 if
+  ``close > open``, 0 if ``close < open`` and 0.5 if they are equal (a bar without range):
+  ``buy_volume = volume * share`` and ``sell_volume = volume - buy_volume``. Both are NaN where
+  any of the five inputs is NaN. A bar closing at its high counts as all buying, at its low as
+  all selling, mid-range as half and half.
+
 No derived value is ever inf.
 
 The market store is one DuckDB file (see `MarketStore` for its tables). `import_file` validates a
@@ -36,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 
 from miner.errors import DataError
+from operators.intraday import buy_sell_volume, minute_returns
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +134,10 @@ class MarketData:
       unique.
     * ``fields``: name -> (T, N) float64, C-contiguous, read-only. Group fields (``sector``...) are
       float codes indexing ``groups[name]``; NaN = no label.
-    * ``intraday``: name -> (T, N, M) float64, read-only ({} without minute data). One cube takes
-      8*T*N*M bytes: 284 names x 44 days x 391 slots is 39 MB a field; the 505 x 1259 S&P panel
-      at 391 slots would be 2 GB a field, so load minute data for a date range.
+    * ``intraday``: name -> (T, N, M) float64, read-only ({} without minute data): the minute bars
+      and the derived ``minute_returns``, ``buy_volume``, ``sell_volume`` (module doc). One cube
+      takes 8*T*N*M bytes: 284 names x 44 days x 391 slots is 39 MB a field; the 505 x 1259 S&P
+      panel at 391 slots would be 2 GB a field, so load minute data for a date range.
     """
 
     dates: np.ndarray
@@ -369,6 +387,29 @@ def derive_vwap(fields: Mapping[str, np.ndarray]) -> np.ndarray:
     if "high" in fields and "low" in fields:
         return (fields["high"] + fields["low"] + fields["close"]) / 3.0
     return np.array(fields["close"], dtype=np.float64)
+
+
+def derivable_intraday(present: Iterable[str]) -> tuple[str, ...]:
+    """The derived intraday fields that minute cubes named `present` allow (and do not carry)."""
+    have = set(present)
+    derived = []
+    if "close" in have:
+        derived.append("minute_returns")
+    if have.issuperset(MINUTE_FIELDS):
+        derived += ["buy_volume", "sell_volume"]
+    return tuple(name for name in derived if name not in have)
+
+
+def with_derived_intraday(cubes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The minute cubes plus the derived intraday fields they allow (module doc); inputs unchanged."""
+    out = dict(cubes)
+    wanted = derivable_intraday(out)
+    if "minute_returns" in wanted:
+        out["minute_returns"] = minute_returns(out["close"])
+    if "buy_volume" in wanted or "sell_volume" in wanted:
+        split = buy_sell_volume(*(out[name] for name in MINUTE_FIELDS))
+        out.update((name, cube) for name, cube in zip(("buy_volume", "sell_volume"), split) if name in wanted)
+    return out
 
 
 def _with_derived(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -666,9 +707,10 @@ def _minute_cubes(
     source: str,
     max_bytes: int,
 ) -> dict[str, np.ndarray]:
-    """Scatter minute bars into (T, N, M) cubes by (day index, instrument index, slot index)."""
+    """Scatter minute bars into (T, N, M) cubes by (day index, instrument index, slot index), plus
+    the derived intraday fields (the memory limit counts them too)."""
     n_days, slots = dates.size, session.slots
-    size = 8 * n_days * n_instruments * slots * len(values)
+    size = 8 * n_days * n_instruments * slots * (len(values) + len(derivable_intraday(values)))
     if size > max_bytes:
         raise DataError(
             f"{source}: minute cubes for {n_days} days x {n_instruments} instruments x "
@@ -697,7 +739,7 @@ def _minute_cubes(
         cube = np.full(n_days * n_instruments * slots, np.nan)
         cube[flat] = column[keep]
         cubes[name] = cube.reshape(n_days, n_instruments, slots)
-    return cubes
+    return with_derived_intraday(cubes)
 
 
 def _warn_dropped(source: str, dropped: np.ndarray, reason: str) -> None:

@@ -27,7 +27,9 @@ U-shaped intraday profile x lognormal noise, plus, on pulse (day, name) cells, a
 ``p`` minutes (``p`` drawn from 2..5): power in the 2-5 minute band of the volume spectrum.
 The `minute_slots` bars of a day are labelled with the minutes that end at 16:00 (09:31..16:00
 for 390), so they sit on the default US session grid of `miner.data` (391 slots would fill it).
-Intraday cubes are (T, N, M) float64, 8*T*N*M bytes each, five of them: keep N and T modest.
+The market also carries the derived intraday fields of `miner.data` (minute_returns, buy_volume,
+sell_volume). Intraday cubes are (T, N, M) float64, 8*T*N*M bytes each, eight of them: keep N
+and T modest.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from miner.data import US_REGULAR_SESSION, MarketData, derive_returns
+from miner.data import US_REGULAR_SESSION, MarketData, derive_returns, with_derived_intraday
 from miner.errors import DataError
 
 PLANTED_DAILY_FORMULA = "rank(delta(close, 5))"
@@ -135,7 +137,7 @@ def synthetic_market(
         dates=sim.dates,
         instruments=sim.instruments,
         fields=fields,
-        intraday=sim.minute,
+        intraday=with_derived_intraday(sim.minute),
         groups={"sector": sim.sectors},
         pulse_mask=sim.pulse,
     )

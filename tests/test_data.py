@@ -183,7 +183,7 @@ def test_minute_bars_land_on_their_slots_and_off_grid_bars_are_dropped(caplog):
     with caplog.at_level(logging.WARNING, logger="miner.data"):
         market = MarketData.from_frame(daily, minute)
     close = market.intraday["close"]
-    assert close.shape == (3, 2, 391) and set(market.intraday) == {"close", "volume"}
+    assert close.shape == (3, 2, 391) and set(market.intraday) == {"close", "volume", "minute_returns"}
     assert close[0, 0, 0] == 1.0 and close[0, 1, 390] == 2.0 and close[1, 0, 150] == 3.0
     assert np.isnan(close).sum() == close.size - 3
     assert np.isnan(market.intraday["close"][2]).all()  # a daily date without minutes
