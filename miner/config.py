@@ -1,0 +1,250 @@
+"""Pydantic models of an experiment config, loaded from YAML with one-line errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from miner.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSpec(Strict):
+    n_instruments: int = Field(200, ge=20)
+    n_days: int = Field(750, ge=60)
+    seed: int = 0
+    signal_strength: float = Field(0.05, ge=0)
+    intraday_strength: float = Field(0.003, ge=0)
+    minute_days: int | None = Field(None, ge=1)
+
+
+class DataSpec(Strict):
+    """Where the market comes from: the synthetic market, a market store, or a bar file."""
+
+    source: Literal["synthetic", "store", "file"] = "synthetic"
+    synthetic: SyntheticSpec = SyntheticSpec()
+    path: Path | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    instruments: list[str] | None = None
+    minute: bool = False
+
+    @model_validator(mode="after")
+    def _path_given(self) -> DataSpec:
+        if self.source != "synthetic" and self.path is None:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        return self
+
+
+class LabelSpec(Strict):
+    price: str = "close"
+    horizon: int = Field(1, ge=1)
+    delay: int = Field(1, ge=0)
+
+
+class Segment(Strict):
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Segment:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class SplitSpec(Strict):
+    """Train / valid / test date ranges; `embargo` rows separate them (at least delay + horizon)."""
+
+    train: Segment
+    valid: Segment
+    test: Segment
+    embargo: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SplitSpec:
+        if not self.train.end < self.valid.start:
+            raise ValueError("splits overlap: train must end before valid starts")
+        if not self.valid.end < self.test.start:
+            raise ValueError("splits overlap: valid must end before test starts")
+        return self
+
+
+class OperatorSpec(Strict):
+    families: list[str] = ["elementwise", "timeseries", "cross_section", "robust"]
+    include: list[str] = []
+    exclude: list[str] = []
+
+
+class MutationSpec(Strict):
+    subtree: float = Field(0.15, ge=0, le=1)
+    point: float = Field(0.1, ge=0, le=1)
+    shrink: float = Field(0.05, ge=0, le=1)
+
+
+class GPSpec(Strict):
+    population: int = Field(300, ge=4)
+    generations: int = Field(10, ge=1)
+    tournament_size: int = Field(3, ge=2)
+    crossover: float = Field(0.6, ge=0, le=1)
+    mutation: MutationSpec = MutationSpec()
+    init_depth: tuple[int, int] = (2, 4)
+    max_depth: int = Field(6, ge=2, le=17)
+    max_size: int = Field(30, ge=3)
+    elitism: int = Field(5, ge=0)
+    hall_of_fame: int = Field(50, ge=1)
+    islands: int = Field(1, ge=1)
+    migration_interval: int = Field(3, ge=1)
+    migration_size: int = Field(5, ge=1)
+    fields: list[str] = ["open", "high", "low", "close", "volume", "vwap", "returns"]
+    windows: list[int] = [1, 2, 3, 5, 10, 20, 40, 60]
+    constants: list[float] = [0.5, 1.0, 2.0, 3.0]
+    terminals: list[str] = []
+
+    @field_validator("windows")
+    @classmethod
+    def _positive_windows(cls, windows: list[int]) -> list[int]:
+        if not windows or min(windows) < 1:
+            raise ValueError("windows must be a non-empty list of positive integers")
+        return sorted(set(windows))
+
+    @model_validator(mode="after")
+    def _init_depth(self) -> GPSpec:
+        low, high = self.init_depth
+        if not 1 <= low <= high <= self.max_depth:
+            raise ValueError(f"init_depth {self.init_depth} must satisfy 1 <= min <= max <= max_depth")
+        if self.elitism >= self.population:
+            raise ValueError("elitism must be smaller than the population")
+        return self
+
+
+class FitnessSpec(Strict):
+    objective: Literal["icir", "nsga2"] = "icir"
+    parsimony: float = Field(0.002, ge=0)
+    min_names: int = Field(10, ge=3)
+
+
+class SurvivorSpec(Strict):
+    min_abs_rank_ic: float = Field(0.01, ge=0)
+    max_turnover: float = Field(1.0, ge=0)
+    min_coverage: float = Field(0.5, ge=0, le=1)
+    max_correlation: float = Field(0.7, gt=0, le=1)
+    max_survivors: int = Field(10, ge=1)
+
+
+class ParallelSpec(Strict):
+    backend: Literal["loky", "threading", "sequential"] = "loky"
+    n_jobs: int = Field(1, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    address: str | None = None
+    worker_cache_mb: int = Field(512, ge=0)
+
+
+class TrackingSpec(Strict):
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+
+
+class LibrarySpec(Strict):
+    path: Path | None = None
+
+
+class ExperimentConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data: DataSpec = DataSpec()
+    label: LabelSpec = LabelSpec()
+    splits: SplitSpec
+    operators: OperatorSpec = OperatorSpec()
+    gp: GPSpec = GPSpec()
+    fitness: FitnessSpec = FitnessSpec()
+    survivors: SurvivorSpec = SurvivorSpec()
+    parallel: ParallelSpec = ParallelSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    library: LibrarySpec = LibrarySpec()
+    checkpoint_dir: Path | None = None
+    _source: str = PrivateAttr("<config>")
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from (for error messages)."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _nsga2_population(self) -> ExperimentConfig:
+        if self.fitness.objective == "nsga2" and self.gp.population % 4:
+            raise ValueError("gp.population must be a multiple of 4 for the nsga2 objective")
+        return self
+
+    @property
+    def embargo(self) -> int:
+        """Rows left out between segments: at least the label's delay + horizon."""
+        need = self.label.delay + self.label.horizon
+        return max(need, self.splits.embargo or 0)
+
+
+def _location(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def config_from_dict(raw: object, source: str = "<config>") -> ExperimentConfig:
+    """Validate a parsed config; the first problem becomes a one-line `ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(f"{source}: {_location(first)}: {message}") from None
+    check_operators(config, source)
+    config._source = source
+    return config
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def check_operators(config: ExperimentConfig, source: str) -> None:
+    """Every named operator and family must exist in the registry."""
+    from operators import REGISTRY, operators_by_family
+
+    families = set(operators_by_family())
+    for i, family in enumerate(config.operators.families):
+        if family not in families:
+            raise ConfigError(
+                f"{source}: operators.families.{i}: unknown family {family!r} "
+                f"(known: {', '.join(sorted(families))})"
+            )
+    for key in ("include", "exclude"):
+        for i, name in enumerate(getattr(config.operators, key)):
+            if name not in REGISTRY:
+                raise ConfigError(f"{source}: operators.{key}.{i}: unknown operator {name!r}")
