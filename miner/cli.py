@@ -6,6 +6,7 @@ Errors meant for people (`MinerError`) print one line and exit 1; `--debug` show
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from miner.config import load_config
 from miner.errors import DataError, MinerError
 
 app = typer.Typer(
@@ -83,6 +85,76 @@ def eval_command(
     steps = tuple(int(h) for h in horizons.split(","))
     summary = factor_summary(values, market.fields["close"], horizons=steps)
     console.print(summary_table(canonical(formula), summary))
+
+
+@app.command("mine")
+def mine_command(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="An experiment YAML file.")],
+    resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+    n_jobs: Annotated[int | None, typer.Option("--n-jobs", min=1, help="Worker processes.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Mine factors as the config says; log the run to MLflow and print the survivors."""
+    from miner.mining import mine
+
+    config = with_overrides(load_config(config_path), n_jobs, tracking_uri, seed, no_tracking)
+    outcome = mine(config, resume=resume, console=console)
+    console.print(survivor_table(outcome.result))
+    if outcome.run_id:
+        console.print(
+            f"MLflow run [bold]{outcome.run_id}[/] in experiment '{config.name}' at {config.tracking.uri}\n"
+            f"browse: mlflow ui --backend-store-uri {config.tracking.uri}\n"
+            f"promote: miner promote {outcome.run_id} --all --library factors.duckdb"
+        )
+
+
+def with_overrides(config, n_jobs, tracking_uri, seed, no_tracking):
+    """The config with the command line's settings applied."""
+    parallel = config.parallel if n_jobs is None else config.parallel.model_copy(update={"n_jobs": n_jobs})
+    tracking = config.tracking.model_copy(
+        update={
+            k: v
+            for k, v in (("uri", tracking_uri), ("enabled", False if no_tracking else None))
+            if v is not None
+        }
+    )
+    update = {"parallel": parallel, "tracking": tracking}
+    if seed is not None:
+        update["seed"] = seed
+    return config.model_copy(update=update)
+
+
+def survivor_table(result) -> Table:
+    table = Table(title=f"{len(result.survivors)} survivors (admitted on valid; test is reported only)")
+    for column in (
+        "name",
+        "formula",
+        "train RIC",
+        "valid RIC",
+        "test RIC",
+        "valid ICIR",
+        "turnover",
+        "half-life",
+    ):
+        table.add_column(
+            column, overflow="fold", justify="left" if column in ("name", "formula") else "right"
+        )
+    for s in result.survivors:
+        seg = s.segments
+        table.add_row(
+            s.name,
+            s.formula,
+            f"{seg['train'].rank_ic:+.4f}",
+            f"{seg['valid'].rank_ic:+.4f}",
+            f"{seg['test'].rank_ic:+.4f}",
+            f"{seg['valid'].icir:+.3f}",
+            f"{seg['valid'].turnover:.3f}",
+            f"{s.half_life:.1f}" if math.isfinite(s.half_life) else "> max h",
+        )
+    return table
 
 
 @data_app.command("import")

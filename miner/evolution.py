@@ -68,8 +68,14 @@ class IntradayT:
     """DEAP type of an intraday field."""
 
 
-_GP_TYPES = {Kind.SERIES: SeriesT, Kind.WINDOW: WindowT, Kind.LAG: WindowT, Kind.CONST: ConstT,
-             Kind.GROUP: GroupT, Kind.INTRADAY: IntradayT}  # fmt: skip
+_GP_TYPES = {
+    Kind.SERIES: SeriesT,
+    Kind.WINDOW: WindowT,
+    Kind.LAG: WindowT,
+    Kind.CONST: ConstT,
+    Kind.GROUP: GroupT,
+    Kind.INTRADAY: IntradayT,
+}
 
 creator.create("ScalarFitness", base.Fitness, weights=(1.0,))
 creator.create("ParetoFitness", base.Fitness, weights=(1.0, -1.0, -1.0))
@@ -542,14 +548,23 @@ class Miner:
         directory = Path(self.checkpoint_dir)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
-            "islands": islands, "hall": hall, "logbook": logbook, "memo": self.memo,
-            "generation": next_generation, "random": random.getstate(),
-            "fingerprint": self.data.fingerprint, "config": self.config.model_dump(mode="json"),
-        }  # fmt: skip
+            "islands": islands,
+            "hall": hall,
+            "logbook": logbook,
+            "memo": self.memo,
+            "generation": next_generation,
+            "random": random.getstate(),
+            "fingerprint": self.data.fingerprint,
+            "config": self._resumable_config(),
+        }
         partial_path = directory / (CHECKPOINT_FILE + ".tmp")
         with partial_path.open("wb") as handle:
             pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
         partial_path.replace(directory / CHECKPOINT_FILE)
+
+    def _resumable_config(self) -> dict:
+        """The settings a checkpoint must match: everything but where and how fast it runs."""
+        return self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
 
     def _load_checkpoint(self):
         if self.checkpoint_dir is None:
@@ -561,7 +576,7 @@ class Miner:
             state = pickle.load(handle)
         if state["fingerprint"] != self.data.fingerprint:
             raise ConfigError(f"{path}: the checkpoint was made on other data (fingerprint differs)")
-        if state["config"] != self.config.model_dump(mode="json"):
+        if state["config"] != self._resumable_config():
             raise ConfigError(f"{path}: the checkpoint was made with another config")
         random.setstate(state["random"])
         return state["islands"], state["hall"], state["logbook"], state["memo"], state["generation"]
@@ -602,11 +617,12 @@ class Miner:
         stats = metrics.ic_stats(metrics.rank_ic(values, self.label, min_names=min_names, rows=rows)[rows])
         pearson = metrics.ic_stats(metrics.ic(values, self.label, min_names=min_names, rows=rows)[rows])
         return SegmentMetrics(
-            rank_ic=stats["mean"], icir=stats["icir"],
+            rank_ic=stats["mean"],
+            icir=stats["icir"],
             turnover=metrics.factor_turnover(values, rows=rows),
             coverage=metrics.coverage(values, universe=np.isfinite(self.label), rows=rows),
             ic=pearson["mean"],
-        )  # fmt: skip
+        )
 
     def _too_correlated(
         self, values: np.ndarray, admitted: list[tuple[Survivor, np.ndarray]], rows: slice, limit: float

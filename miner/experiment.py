@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from miner.config import ExperimentConfig
@@ -44,3 +45,22 @@ def _read_bars(path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path, dtype={"instrument": str})
     raise DataError(f"{path}: expected a .parquet or .csv file of daily bars")
+
+
+def library_factors_for(config: ExperimentConfig, market: MarketData) -> dict[str, np.ndarray]:
+    """Every factor of the configured library on the market's grid (NaN where it has no value),
+    so that survivors must be novel against them too."""
+    path = config.library.path
+    if path is None:
+        return {}
+    if not path.exists():
+        raise ConfigError(f"{config.source}: library.path: factor library {path} does not exist")
+    from miner.library import FactorLibrary
+
+    dates = pd.DatetimeIndex(market.dates.astype("datetime64[ns]"))
+    panels = {}
+    with FactorLibrary(path, read_only=True) as library:
+        for factor_id in library.list_factors()["factor_id"]:
+            frame = library.get_factor(factor_id).reindex(index=dates, columns=list(market.instruments))
+            panels[factor_id] = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
+    return panels

@@ -77,9 +77,15 @@ def small_market(seed: int = 0, t: int = 40, n: int = 12, m: int = 30) -> Market
     vwap = (high + low + close) / 3
     sector = rng.integers(0, 3, n).astype(float)[None, :].repeat(t, axis=0)
     fields = {
-        "open": open_, "high": high, "low": low, "close": close, "volume": volume,
-        "vwap": vwap, "returns": returns, "sector": sector,
-    }  # fmt: skip
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
+        "vwap": vwap,
+        "returns": returns,
+        "sector": sector,
+    }
     minute_volume = rng.lognormal(5, 1, (t, n, m))
     minute_volume[rng.random((t, n, m)) < 0.05] = np.nan
     for array in (*fields.values(), minute_volume):

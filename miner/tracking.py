@@ -1,0 +1,240 @@
+"""MLflow logging of a mining run: one parent run, one nested child run per survivor."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from evaluation import forward_returns, metrics, report
+from miner import __version__
+from miner.config import ExperimentConfig
+from miner.data import MarketData
+from miner.errors import MinerError
+from miner.evolution import GenerationStats, MiningResult, Survivor
+from miner.expression import Evaluator
+
+log = logging.getLogger(__name__)
+
+SURVIVORS_FILE = "survivors.json"
+CONFIG_FILE = "config.yaml"
+PARENT_TAG = "mlflow.parentRunId"
+BATCH = 100  # MLflow accepts at most 100 params per batch
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    """`{"gp": {"population": 10}}` -> `{"gp.population": "10"}`."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else str(value)
+    return flat
+
+
+def git_commit() -> str | None:
+    """The commit of the working directory's repository, when there is one."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+class RunTracker:
+    """Logs one mining run to MLflow as it goes: params and tags first, metrics per generation,
+    then artifacts and one child run per survivor."""
+
+    def __init__(self, config: ExperimentConfig, market: MarketData, uri: str, run_id: str | None = None):
+        self.config = config
+        self.market = market
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        try:
+            experiment = self.client.get_experiment_by_name(config.name)
+            self.experiment_id = (
+                experiment.experiment_id if experiment else self.client.create_experiment(config.name)
+            )
+            if run_id is None:
+                self.run_id = self._start()
+            else:
+                self.run_id = run_id
+                self.client.update_run(run_id, status="RUNNING")
+        except MinerError:
+            raise
+        except Exception as exc:  # MLflow raises many kinds; the user needs one line
+            raise MinerError(f"MLflow tracking at {uri}: {type(exc).__name__}: {exc}") from None
+
+    def _start(self) -> str:
+        tags = {
+            "factor_miner.version": __version__,
+            "data_fingerprint": self.market.fingerprint,
+            "seed": str(self.config.seed),
+            "config_file": self.config.source,
+        }
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{self.config.name}-seed{self.config.seed}", tags=tags
+        )
+        params = [Param(k, v) for k, v in flatten(self.config.model_dump(mode="json")).items()]
+        for i in range(0, len(params), BATCH):
+            self.client.log_batch(run.info.run_id, params=params[i : i + BATCH])
+        return run.info.run_id
+
+    def log_generation(self, stats: GenerationStats) -> None:
+        values = {
+            "best_fitness": stats.best,
+            "median_fitness": stats.median,
+            "unique_share": stats.unique_share,
+            "cache_hit_rate": stats.cache_hit_rate,
+            "candidates_per_s": stats.candidates_per_s,
+            "scored": stats.scored,
+            "memo_skipped": stats.memo_skipped,
+            "failed": stats.failed,
+        }
+        now = _millis()
+        batch = [Metric(k, float(v), now, stats.generation) for k, v in values.items() if _finite(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def finish(self, result: MiningResult) -> None:
+        """Artifacts, child runs and the final status."""
+        with tempfile.TemporaryDirectory(prefix="factor-miner-artifacts-") as folder:
+            root = Path(folder)
+            self._write_artifacts(root, result)
+            for path in sorted(root.iterdir()):
+                self.client.log_artifact(self.run_id, str(path), artifact_path=_artifact_dir(path))
+        for survivor in result.survivors:
+            self._child_run(survivor)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric("survivors", float(len(result.survivors)), _millis(), 0)],
+            tags=[RunTag("survivors", ",".join(s.name for s in result.survivors) or "none")],
+        )
+        self.client.set_terminated(self.run_id, status="FINISHED")
+
+    def fail(self, status: str = "FAILED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+    def _child_run(self, survivor: Survivor) -> None:
+        tags = {PARENT_TAG: self.run_id, "factor_miner.version": __version__}
+        child = self.client.create_run(self.experiment_id, run_name=survivor.name, tags=tags)
+        params = [Param("formula", survivor.formula), Param("name", survivor.name)]
+        now = _millis()
+        values = {
+            "size": survivor.size,
+            "lookback": survivor.lookback,
+            "half_life": survivor.half_life,
+            "train_fitness": survivor.train_fitness,
+        }
+        for segment, seg in survivor.segments.items():
+            for key, value in dataclasses.asdict(seg).items():
+                values[f"{segment}_{key}"] = value
+        batch = [Metric(k, float(v), now, 0) for k, v in values.items() if _finite(v)]
+        self.client.log_batch(child.info.run_id, metrics=batch, params=params)
+        self.client.set_terminated(child.info.run_id, status="FINISHED")
+
+    def _write_artifacts(self, root: Path, result: MiningResult) -> None:
+        (root / CONFIG_FILE).write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        (root / SURVIVORS_FILE).write_text(
+            json.dumps(survivors_document(self.config, self.market, result), indent=2)
+        )
+        write_hall_of_fame(root / "hall_of_fame.csv", result)
+        for name, figure in run_figures(self.config, self.market, result).items():
+            figure.savefig(root / f"{name}.png", dpi=110)
+            plt.close(figure)
+
+
+def _artifact_dir(path: Path) -> str | None:
+    return "plots" if path.suffix == ".png" else None
+
+
+def _millis() -> int:
+    return int(time.time() * 1000)
+
+
+def survivors_document(config: ExperimentConfig, market: MarketData, result: MiningResult) -> dict:
+    """Everything `miner promote` needs, as JSON."""
+    return {
+        "experiment": config.name,
+        "seed": config.seed,
+        "data_fingerprint": market.fingerprint,
+        "label": config.label.model_dump(),
+        "segments": {k: [v.start, v.stop] for k, v in result.segments.as_dict().items()},
+        "survivors": [
+            {
+                "name": s.name,
+                "formula": s.formula,
+                "size": s.size,
+                "lookback": s.lookback,
+                "train_fitness": _json_number(s.train_fitness),
+                "segments": {
+                    k: {m: _json_number(v) for m, v in dataclasses.asdict(seg).items()}
+                    for k, seg in s.segments.items()
+                },
+                "decay": {str(h): _json_number(v) for h, v in s.decay.items()},
+                "half_life": _json_number(s.half_life),
+            }
+            for s in result.survivors
+        ],
+    }
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if _finite(value) else None
+
+
+def write_hall_of_fame(path: Path, result: MiningResult) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["rank", "formula", "fitness", "train_rank_ic", "train_icir", "turnover", "coverage", "size"]
+        )
+        for i, s in enumerate(result.hall_of_fame, start=1):
+            writer.writerow([i, s.formula, s.fitness[0], s.rank_ic, s.icir, s.turnover, s.coverage, s.size])
+
+
+def run_figures(config: ExperimentConfig, market: MarketData, result: MiningResult, top: int = 5) -> dict:
+    """The run's plots: fitness by generation, cumulative rank IC, IC decay, quantile returns."""
+    figures = {
+        "fitness_by_generation": report.fitness_by_generation(
+            [g.best for g in result.logbook], [g.median for g in result.logbook]
+        )
+    }
+    if not result.survivors:
+        return figures
+    label = forward_returns(market.field(config.label.price), config.label.horizon, config.label.delay)
+    evaluator = Evaluator(market)
+    chosen = result.survivors[:top]
+    values = {s.name: evaluator.evaluate(s.formula) for s in chosen}
+    series = {
+        f"{s.name}: {s.formula}"[:60]: metrics.rank_ic(values[s.name], label, config.fitness.min_names)
+        for s in chosen
+    }
+    figures["cumulative_rank_ic"] = report.cumulative_rank_ic(market.dates, series, result.segments.as_dict())
+    figures["ic_decay"] = report.ic_decay({s.name: s.decay for s in chosen})
+    best = chosen[0]
+    by_quantile = metrics.quantile_returns(values[best.name], label, 5, rows=result.segments.valid)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(by_quantile[result.segments.valid], axis=0)
+    figures["quantile_returns"] = report.quantile_returns(mean, f"{best.name} quantile returns (valid)")
+    return figures
