@@ -19,6 +19,7 @@ from rich.table import Table
 
 from miner.config import load_config
 from miner.errors import DataError, MinerError
+from miner.library_cli import library_app
 
 app = typer.Typer(
     name="miner",
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Import market data into a DuckDB market store.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(library_app, name="library")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,9 +40,10 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on e
 
 @app.callback()
 def _root(debug: DebugOption = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("mlflow", "alembic"):
+        logging.getLogger(chatty).setLevel(level)
 
 
 @app.command("operators")
@@ -109,6 +112,25 @@ def mine_command(
             f"browse: mlflow ui --backend-store-uri {config.tracking.uri}\n"
             f"promote: miner promote {outcome.run_id} --all --library factors.duckdb"
         )
+
+
+@app.command("promote")
+def promote_command(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id of a mining run.")],
+    factor: Annotated[
+        list[str] | None, typer.Option("--factor", help="A survivor to promote (repeatable).")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Promote every survivor of the run.")] = False,
+    library: Annotated[Path, typer.Option(help="The factor library (DuckDB file).")] = Path("factors.duckdb"),
+    store: Annotated[Path | None, typer.Option(help="Read market data from this store instead.")] = None,
+    tracking_uri: Annotated[str, typer.Option(help="MLflow tracking URI.")] = "sqlite:///mlflow.db",
+    debug: DebugOption = False,
+) -> None:
+    """Register a run's survivors in the factor library and compute their history."""
+    from miner.promote import promote
+
+    for outcome in promote(run_id, tracking_uri, library, factor, everything, store):
+        console.print(outcome.message, highlight=False)
 
 
 def with_overrides(config, n_jobs, tracking_uri, seed, no_tracking):
@@ -236,5 +258,5 @@ def main() -> None:
     except MinerError as exc:
         if "--debug" in sys.argv:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

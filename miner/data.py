@@ -874,6 +874,10 @@ class MarketStore:
 
     # ---- imports ---------------------------------------------------------------------------------
 
+    def daily_row_count(self) -> int:
+        """How many daily bars the store holds (0 for a new store)."""
+        return int(self._con.execute("SELECT count(*) FROM daily_bars").fetchall()[0][0])
+
     def import_file(
         self,
         path: str | Path,

@@ -15,15 +15,7 @@ def market_for(config: ExperimentConfig) -> MarketData:
     """The market an experiment names: synthetic, a DuckDB market store, or a bar file."""
     spec = config.data
     if spec.source == "synthetic":
-        s = spec.synthetic
-        market: MarketData = synthetic_market(
-            n_instruments=s.n_instruments,
-            n_days=s.n_days,
-            seed=s.seed,
-            signal_strength=s.signal_strength,
-            intraday_strength=s.intraday_strength,
-            minute_days=s.minute_days,
-        )
+        market: MarketData = synthetic_market(**spec.synthetic.model_dump())
     elif spec.source == "store":
         if not spec.path.exists():
             raise ConfigError(f"data.path: market store {spec.path} does not exist")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from operators import Kind, Operator, operators_by_family
 
 _PROBE = 1000
+FAMILY_ORDER = ("elementwise", "timeseries", "cross_section", "robust", "spectral")
 
 
 def lookback_text(spec: Operator) -> str:
@@ -22,7 +23,10 @@ def lookback_text(spec: Operator) -> str:
 
 def operator_rows() -> list[dict[str, str]]:
     rows = []
-    for family, specs in operators_by_family().items():
+    families = operators_by_family()
+    ordered = sorted(families, key=lambda f: FAMILY_ORDER.index(f) if f in FAMILY_ORDER else len(FAMILY_ORDER))
+    for family in ordered:
+        specs = families[family]
         for spec in specs:
             usage = spec.signature
             if spec.infix is not None:
@@ -37,5 +41,6 @@ def operator_table_markdown(rows: list[dict[str, str]]) -> str:
     lines = ["| operator | family | lookback | meaning |", "|---|---|---|---|"]
     for row in rows:
         signature = row["signature"].replace("|", "\\|")
-        lines.append(f"| `{signature}` | {row['family']} | {row['lookback']} | {row['doc']} |")
+        doc = row["doc"].replace("|", "\\|")
+        lines.append(f"| `{signature}` | {row['family']} | {row['lookback']} | {doc} |")
     return "\n".join(lines)
