@@ -134,7 +134,7 @@ def pandas_suite(f: dict[str, Frame]) -> dict[str, Callable[[], Frame]]:
 
 
 def operator_pairs(f: dict[str, Frame]) -> list[tuple[str, str, Callable[[], Frame]]]:
-    c, v = f["close"], f["volume"]
+    c, v, o, r = f["close"], f["volume"], f["open"], f["returns"]
     return [
         ("delay", "delay(close, 5)", lambda: c.shift(5)),
         ("delta", "delta(close, 5)", lambda: c.diff(5)),
@@ -153,6 +153,13 @@ def operator_pairs(f: dict[str, Frame]) -> list[tuple[str, str, Callable[[], Fra
         ("where", "where(close > open, close, volume)", lambda: c.where(c > f["open"], v)),
         ("abs", "abs(close - open)", lambda: (c - f["open"]).abs()),
         ("sign", "sign(delta(close, 1))", lambda: np.sign(c.diff(1))),
+        ("add", "high + low", lambda: f["high"] + f["low"]),
+        ("sub", "close - open", lambda: c - o),
+        ("mul", "close * volume", lambda: c * v),
+        ("div", "close / open", lambda: c / o),
+        ("div", "close / 10", lambda: c / 10),
+        ("neg", "-close", lambda: -c),
+        ("lt", "returns < 0", lambda: (r < 0).astype(float).where(r.notna())),
     ]
 
 

@@ -65,10 +65,22 @@ _COMPARE_OPS: dict[type[ast.AST], str] = {
 }
 # Python's own precedence, so that printed formulas parse back to the same tree.
 _PRECEDENCE = {
-    "lt": 1, "le": 1, "gt": 1, "ge": 1, "eq": 1, "ne": 1,
-    "or_": 2, "and_": 4, "add": 6, "sub": 6, "mul": 7, "div": 7,
-    "neg": 8, "not_": 8, "power": 9,
-}  # fmt: skip
+    "lt": 1,
+    "le": 1,
+    "gt": 1,
+    "ge": 1,
+    "eq": 1,
+    "ne": 1,
+    "or_": 2,
+    "and_": 4,
+    "add": 6,
+    "sub": 6,
+    "mul": 7,
+    "div": 7,
+    "neg": 8,
+    "not_": 8,
+    "power": 9,
+}
 _ATOM = 10
 
 
@@ -80,7 +92,12 @@ def parse(formula: str | Node) -> Node:
     """Parse a formula string into a checked tree; a `FormulaError` names the offending text."""
     if not isinstance(formula, str):
         return formula
-    text = formula.strip()
+    return _parse_text(formula.strip())
+
+
+@functools.lru_cache(maxsize=100_000)
+def _parse_text(text: str) -> Node:
+    """Parse a stripped formula string (trees are immutable, so parses are shared)."""
     if not text:
         raise FormulaError("empty formula")
     if len(text) > MAX_FORMULA_CHARS:
@@ -467,10 +484,14 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def _sanitized(out: np.ndarray, inputs: list[object]) -> np.ndarray:
-    """The kernel's result as a fresh, finite-or-NaN, read-only float64 panel."""
-    if any(out is a for a in inputs) or not out.flags.writeable or out.dtype != np.float64:
+    """The kernel's result as a fresh read-only float64 panel.
+
+    Kernels never emit inf (the operator contract, tested for every family), so the values are
+    not scanned again here; only a result that is not a new float64 array of its own is copied.
+    """
+    shared = any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in inputs)
+    if shared or not out.flags.writeable or out.dtype != np.float64:
         out = np.array(out, dtype=np.float64)
-    out[np.isinf(out)] = np.nan
     return _readonly(out)
 
 

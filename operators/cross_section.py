@@ -38,24 +38,6 @@ def _is_constant(values: np.ndarray) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _pct_ranks(values: np.ndarray) -> np.ndarray:
-    """Average rank of each value (ties share their mean rank) divided by the count."""
-    count = values.size
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(count)
-    first = 0
-    while first < count:
-        last = first
-        while last + 1 < count and values[order[last + 1]] == values[order[first]]:
-            last += 1
-        shared = (first + last + 2) / 2.0
-        for k in range(first, last + 1):
-            ranks[order[k]] = shared / count
-        first = last + 1
-    return ranks
-
-
-@njit(cache=True, nogil=True)
 def _demeaned(values: np.ndarray) -> np.ndarray:
     return values - values.sum() / values.size
 
@@ -72,14 +54,148 @@ def _zscores(values: np.ndarray) -> np.ndarray:
     return centred / std
 
 
+_MAGNITUDE_BITS = np.uint64(0x7FFFFFFFFFFFFFFF)
+_ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
+_SMALL_BUCKET = 32
+"""Values sharing a sort key are ordered by insertion sort up to this many, else by merge sort."""
+
+
 @njit(cache=True, nogil=True)
-def _rank(x: np.ndarray) -> np.ndarray:
-    out = np.full(x.shape, np.nan)
-    for t in range(x.shape[0]):
-        positions = _valid_positions(x[t])
-        if positions.size:
-            out[t][positions] = _pct_ranks(x[t][positions])
+def _scale_position(value, magnitude, negative_top, negative_span, positive_bottom):
+    """An integer that orders a valid value on its date's scale: negatives, then 0, then positives.
+
+    `magnitude` is |value|'s bit pattern, which orders magnitudes. Each side starts at its own
+    smallest magnitude, so binades between zero and the date's smallest |value| take no room.
+    """
+    if value < 0.0:
+        return negative_top - magnitude
+    if value == 0.0:
+        return negative_span + np.uint64(1)
+    return negative_span + np.uint64(2) + (magnitude - positive_bottom)
+
+
+@njit(cache=True, nogil=True)
+def _fill_rank_keys(x, raw, keys, index_bits):
+    """Per date: sort keys (value bucket, column) for `keys`' width; returns the valid counts.
+
+    A value's bucket is its scale position shifted right just enough to fit beside the column;
+    NaN gets the bucket after every value, so it sorts last. Buckets keep the order of the
+    values; equal values share one, and so can close unequal ones.
+    """
+    rows, cols = x.shape
+    bucket_bits = np.uint64(keys.itemsize * 8) - index_bits
+    nan_bucket = (np.uint64(1) << bucket_bits) - np.uint64(1)
+    counts = np.zeros(rows, dtype=np.int64)
+    for t in range(rows):
+        negative_bottom = positive_bottom = _ALL_BITS
+        negative_top = positive_top = np.uint64(0)
+        for n in range(cols):
+            value, magnitude = x[t, n], raw[t, n] & _MAGNITUDE_BITS
+            counts[t] += value == value
+            negative, positive = value < 0.0, value > 0.0
+            negative_bottom = min(negative_bottom, magnitude if negative else _ALL_BITS)
+            negative_top = max(negative_top, magnitude if negative else np.uint64(0))
+            positive_bottom = min(positive_bottom, magnitude if positive else _ALL_BITS)
+            positive_top = max(positive_top, magnitude if positive else np.uint64(0))
+        negative_span = negative_top - negative_bottom if negative_top >= negative_bottom else np.uint64(0)
+        positive_span = positive_top - positive_bottom if positive_top >= positive_bottom else np.uint64(0)
+        shift = np.uint64(0)
+        while (negative_span + np.uint64(2) + positive_span) >> shift >= nan_bucket:
+            shift += np.uint64(1)
+        for n in range(cols):
+            value, magnitude = x[t, n], raw[t, n] & _MAGNITUDE_BITS
+            position = _scale_position(value, magnitude, negative_top, negative_span, positive_bottom)
+            bucket = position >> shift if value == value else nan_bucket
+            keys[t, n] = (bucket << index_bits) | np.uint64(n)
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _order_bucket(values: np.ndarray, columns: np.ndarray, size: int) -> None:
+    """Sort values[:size] ascending, moving columns[:size] along."""
+    if size > _SMALL_BUCKET:
+        order = np.argsort(values[:size], kind="mergesort")
+        values[:size] = values[:size][order]
+        columns[:size] = columns[:size][order]
+        return
+    for a in range(1, size):
+        value, column = values[a], columns[a]
+        b = a
+        while b > 0 and values[b - 1] > value:
+            values[b], columns[b] = values[b - 1], columns[b - 1]
+            b -= 1
+        values[b], columns[b] = value, column
+
+
+@njit(cache=True, nogil=True)
+def _rank_bucket(row_keys, first, end, index_bits, x_row, out_row, values, columns):
+    """Doubled average ranks of the values whose keys are row_keys[first:end] (one bucket)."""
+    column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
+    size = end - first
+    all_equal = True
+    for a in range(size):
+        columns[a] = row_keys[first + a] & column_mask
+        values[a] = x_row[columns[a]]
+        all_equal &= values[a] == values[0]
+    if all_equal:
+        for a in range(size):
+            out_row[columns[a]] = first + end + 1.0
+        return
+    _order_bucket(values, columns, size)
+    lo = 0
+    while lo < size:
+        hi = lo
+        while hi + 1 < size and values[hi + 1] == values[lo]:
+            hi += 1
+        for a in range(lo, hi + 1):
+            out_row[columns[a]] = 2 * first + lo + hi + 2
+        lo = hi + 1
+
+
+@njit(cache=True, nogil=True)
+def _ranks_from_sorted_keys(x, keys, counts, index_bits):
+    """Average-tie percentile ranks, walking each date's sorted keys one bucket at a time.
+
+    Each rank is first stored doubled (an integer) and divided by twice the count at the end.
+    """
+    rows, cols = x.shape
+    out = np.empty((rows, cols))
+    column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
+    values = np.empty(cols)
+    columns = np.empty(cols, dtype=np.int64)
+    for t in range(rows):
+        row_keys, out_row = keys[t], out[t]
+        count = counts[t]
+        first = 0
+        while first < count:
+            bucket = row_keys[first] >> index_bits
+            end = first + 1
+            while end < count and row_keys[end] >> index_bits == bucket:
+                end += 1
+            if end - first == 1:
+                out_row[row_keys[first] & column_mask] = 2.0 * first + 2.0
+            else:
+                _rank_bucket(row_keys, first, end, index_bits, x[t], out_row, values, columns)
+            first = end
+        for i in range(count, cols):
+            out_row[row_keys[i] & column_mask] = np.nan
+        doubled_count = 2.0 * max(count, 1)
+        for n in range(cols):
+            out_row[n] /= doubled_count
     return out
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Sorts each date's (bucket, column) keys with numpy, then assigns average-tie ranks.
+
+    Keys are 32-bit while the column fits in 16 bits (numpy sorts those much faster).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    index_bits = max(1, (x.shape[1] - 1).bit_length())
+    keys = np.empty(x.shape, dtype=np.uint32 if index_bits <= 16 else np.uint64)
+    counts = _fill_rank_keys(x, x.view(np.uint64), keys, np.uint64(index_bits))
+    keys.sort(axis=1)
+    return _ranks_from_sorted_keys(x, keys, counts, np.uint64(index_bits))
 
 
 @njit(cache=True, nogil=True)
@@ -111,16 +227,18 @@ def _demean(x: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _scale(x: np.ndarray, a: float) -> np.ndarray:
-    out = np.full(x.shape, np.nan)
-    for t in range(x.shape[0]):
-        positions = _valid_positions(x[t])
-        values = x[t][positions]
-        gross = np.abs(values).sum()
-        if positions.size == 0 or gross == 0.0 or not np.isfinite(gross):
+    rows, cols = x.shape
+    out = np.empty((rows, cols))
+    for t in range(rows):
+        values, scaled = x[t], out[t]
+        gross = 0.0
+        for n in range(cols):
+            gross += abs(values[n]) if values[n] == values[n] else 0.0
+        if not 0.0 < gross < np.inf:  # no valid value, all zero, or an overflow
+            scaled[:] = np.nan
             continue
-        scaled = values * a / gross
-        scaled[~np.isfinite(scaled)] = np.nan
-        out[t][positions] = scaled
+        for n in range(cols):
+            scaled[n] = _nan_if_inf(values[n] * a / gross)
     return out
 
 

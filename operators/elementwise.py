@@ -2,6 +2,8 @@
 
 Every kernel is a numba ufunc behind a thin wrapper, so a SERIES argument may also be a plain
 number (`close - 1`) and mixed calls broadcast to (T, N); a call on numbers alone returns a float.
+The commonest panel calls (arithmetic with a number, powers by a number) take one-pass numba
+loops over the same scalar functions instead, which are faster than numpy's ufunc broadcasting.
 No result is ever infinite: an infinite or undefined value is NaN, and a NaN input gives NaN
 (except `where`, whose unchosen branch does not matter). Comparisons and logic return 1.0 / 0.0;
 a number is true when it is non-zero.
@@ -34,9 +36,17 @@ _Y = Arg.series("y", scalar_ok=True)
 def _apply(ufunc: np.ufunc, *args: Operand) -> Operand:
     """Run a ufunc quietly; a result from numbers alone comes back as a Python float.
 
-    A number mixed with panels is passed as one row of copies: a numba ufunc loop is only fast
-    when every operand steps contiguously, and a bare number would be a stride-0 operand.
+    Arithmetic between a panel and a number runs in `_with_number`. Otherwise a number mixed
+    with panels is passed as one row of copies: a numba ufunc loop is only fast when every
+    operand steps contiguously, and a bare number would be a stride-0 operand.
     """
+    codes = _WITH_NUMBER.get(ufunc)
+    if codes is not None:
+        x, y = args
+        if _is_panel(x) and isinstance(y, float):
+            return _with_number(codes[0], x, y)
+        if isinstance(x, float) and _is_panel(y):
+            return _with_number(codes[1], y, x)
     shapes = [a.shape for a in args if isinstance(a, np.ndarray)]
     if shapes and len(shapes) < len(args):
         row_shape = np.broadcast_shapes(*shapes)[-1:]
@@ -44,6 +54,16 @@ def _apply(ufunc: np.ufunc, *args: Operand) -> Operand:
     with np.errstate(all="ignore"):
         out = ufunc(*args)
     return out if isinstance(out, np.ndarray) else float(out)
+
+
+def _is_panel(value: Operand) -> bool:
+    return isinstance(value, np.ndarray) and value.flags.c_contiguous and value.dtype == np.float64
+
+
+def _numpy_power(x: np.ndarray, e: Operand) -> np.ndarray:
+    """x ** e by numpy's `**` (vectorised pow, with fast squares and roots for a number e)."""
+    with np.errstate(all="ignore"):
+        return x**e
 
 
 @njit(cache=True, nogil=True)
@@ -90,27 +110,87 @@ def _mul(x, y):
     return _finite(x * y)
 
 
-@vectorize(_BINARY, cache=True)
-def _div(x, y):
+@njit(cache=True, nogil=True)
+def _quotient(x: float, y: float) -> float:
     if _is_nan(x) or _is_nan(y) or abs(y) < DIV_EPSILON:
         return np.nan
     return _finite(x / y)
 
 
 @vectorize(_BINARY, cache=True)
-def _power(x, e):
+def _div(x, y):
+    return _quotient(x, y)
+
+
+# what `_with_number` computes: panel <op> number, or number <op> panel for the R- codes
+_ADD, _SUB, _RSUB, _MUL, _DIV, _RDIV = range(6)
+
+
+@njit(cache=True, nogil=True)
+def _with_number(op, panel, number):
+    """One arithmetic op between a C-contiguous panel and a number, in one vectorised pass."""
+    out = np.empty(panel.shape)
+    values, result = panel.ravel(), out.ravel()
+    if op == _ADD:
+        for i in range(values.size):
+            result[i] = _finite(values[i] + number)
+    elif op == _SUB:
+        for i in range(values.size):
+            result[i] = _finite(values[i] - number)
+    elif op == _RSUB:
+        for i in range(values.size):
+            result[i] = _finite(number - values[i])
+    elif op == _MUL:
+        for i in range(values.size):
+            result[i] = _finite(values[i] * number)
+    elif op == _DIV:
+        for i in range(values.size):
+            result[i] = _quotient(values[i], number)
+    else:
+        for i in range(values.size):
+            result[i] = _quotient(number, values[i])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _power_of(x: float, e: float, raw: float) -> float:
+    """`raw` = x ** e (computed elsewhere), or NaN where x ** e is undefined or infinite."""
     if _is_nan(x) or _is_nan(e):
         return np.nan
     if x == 0.0 and e < 0.0:
         return np.nan
-    if x < 0.0 and e != math.floor(e):
+    if x < 0.0 and e != np.floor(e):  # math.floor would go through int64 and overflow
         return np.nan
-    return _finite(x**e)
+    return _finite(raw)
+
+
+@vectorize(_TERNARY, cache=True)
+def _checked_power(x, e, raw):
+    return _power_of(x, e, raw)
+
+
+@njit(cache=True, nogil=True)
+def _panel_power(x, e, raw):
+    """`_power_of` over a C-contiguous panel and a number e, in one pass; raw = x ** e from
+    numpy (overwritten with the result), or None when e is 2 (squared here)."""
+    out = np.empty(x.shape) if raw is None else raw
+    flat_x, flat_out = x.ravel(), out.ravel()
+    if raw is None:
+        for i in range(flat_x.size):
+            flat_out[i] = _power_of(flat_x[i], e, flat_x[i] * flat_x[i])
+    else:
+        for i in range(flat_x.size):
+            flat_out[i] = _power_of(flat_x[i], e, flat_out[i])
+    return out
 
 
 @vectorize(_UNARY, cache=True)
 def _neg(x):
     return _finite(-x)
+
+
+_WITH_NUMBER = {_add: (_ADD, _ADD), _sub: (_SUB, _RSUB), _mul: (_MUL, _MUL), _div: (_DIV, _RDIV)}
+"""ufunc -> the `_with_number` op codes for (panel, number) and (number, panel)."""
 
 
 @operator("add", _X, _Y, family=FAMILY, commutative=True, infix="+", doc="x + y")
@@ -142,11 +222,15 @@ def div(x: Operand, y: Operand) -> Operand:
     doc="x ** e; NaN where undefined (negative base with non-integer e, 0 ** negative e)",
 )
 def power(x: Operand, e: Operand) -> Operand:
-    return _apply(_power, x, e)
+    if _is_panel(x) and not isinstance(e, np.ndarray):
+        return _panel_power(x, float(e), None if e == 2.0 else _numpy_power(x, e))
+    return _apply(_checked_power, x, e, _numpy_power(np.asarray(x), e))
 
 
 @operator("neg", _X, family=FAMILY, infix="-", doc="-x")
 def neg(x: Operand) -> Operand:
+    if _is_panel(x):
+        return _with_number(_MUL, x, -1.0)  # exactly -x, in the faster one-pass loop
     return _apply(_neg, x)
 
 
@@ -274,14 +358,32 @@ def _sqrt(x):
     return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
 
 
-@vectorize(_BINARY, cache=True)
-def _signed_power(x, e):
+@njit(cache=True, nogil=True)
+def _signed_power_of(x: float, e: float, magnitude: float) -> float:
+    """sign(x) * `magnitude` (= |x| ** e, computed elsewhere); NaN where undefined or infinite."""
     if _is_nan(x) or _is_nan(e):
         return np.nan
-    magnitude = abs(x)
-    if magnitude == 0.0 and e < 0.0:
-        return np.nan
-    return _finite(_sign_of(x) * _finite(magnitude**e))
+    return _finite(_sign_of(x) * _finite(magnitude))
+
+
+@vectorize(_TERNARY, cache=True)
+def _signed(x, e, magnitude):
+    return _signed_power_of(x, e, magnitude)
+
+
+@njit(cache=True, nogil=True)
+def _panel_signed_power(x, e, magnitude):
+    """`_signed_power_of` over a C-contiguous panel and a number e, in one pass; magnitude =
+    |x| ** e from numpy (overwritten with the result), or None when e is 2 (squared here)."""
+    out = np.empty(x.shape) if magnitude is None else magnitude
+    flat_x, flat_out = x.ravel(), out.ravel()
+    if magnitude is None:
+        for i in range(flat_x.size):
+            flat_out[i] = _signed_power_of(flat_x[i], e, flat_x[i] * flat_x[i])
+    else:
+        for i in range(flat_x.size):
+            flat_out[i] = _signed_power_of(flat_x[i], e, flat_out[i])
+    return out
 
 
 @vectorize(_UNARY, cache=True)
@@ -339,7 +441,9 @@ def sqrt(x: Operand) -> Operand:
 
 @operator("signed_power", _X, Arg.const("e"), family=FAMILY, doc="sign(x) * |x| ** e (keeps the sign)")
 def signed_power(x: Operand, e: float) -> Operand:
-    return _apply(_signed_power, x, e)
+    if _is_panel(x):
+        return _panel_signed_power(x, float(e), None if e == 2.0 else _numpy_power(np.abs(x), e))
+    return _apply(_signed, x, e, _numpy_power(np.abs(x), e))
 
 
 @operator("inv", _X, family=FAMILY, doc="1 / x; NaN where |x| < 1e-12")

@@ -35,8 +35,6 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 is inf or
 
 # what `_moment_stat` returns
 _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
-# what `_shift` returns
-_DELAY, _DELTA, _PCT_CHANGE = range(3)
 
 
 def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
@@ -106,35 +104,75 @@ def _window_start(t: int, d: int) -> int:
 
 
 @njit(**_JIT)
-def _shift(x, d, mode):
+def _nan_head(rows, cols, d):
+    """An uninitialised (rows, cols) panel whose first d rows (no row d above them) are NaN."""
+    out = np.empty((rows, cols))
+    out[: min(d, rows)] = np.nan
+    return out
+
+
+@njit(**_JIT)
+def _delay(x, d):
     rows, cols = x.shape
-    out = np.full((rows, cols), np.nan)
+    out = _nan_head(rows, cols, d)
     for t in range(d, rows):
+        before, shifted = x[t - d], out[t]
         for n in range(cols):
-            now = x[t, n]
-            before = x[t - d, n]
-            if mode == _DELAY:
-                out[t, n] = _finite(before)
-            elif mode == _DELTA:
-                out[t, n] = _finite(now - before)
-            elif before != 0.0:
-                out[t, n] = _finite(now / before - 1.0)
+            shifted[n] = _finite(before[n])
+    return out
+
+
+@njit(**_JIT)
+def _changed(now, before, relative):
+    """now - before, or now / before - 1 (NaN where before is 0) when `relative`; never inf."""
+    if relative:
+        change = now / before - 1.0 if before != 0.0 else np.nan
+    else:
+        change = now - before
+    return change if math.isfinite(change) else np.nan
+
+
+@njit(**_JIT)
+def _change(x, d, relative):
+    """x - delay(x, d), or x / delay(x, d) - 1 when `relative`.
+
+    Rows are visited d apart (r, r + d, r + 2d, ..., then r + 1, ...), four at a time: each row
+    read is `now` for one output and `before` for the next, so every row is read only once.
+    """
+    rows, cols = x.shape
+    out = _nan_head(rows, cols, d)
+    step = max(d, 1)
+    for first in range(d, min(d + step, rows)):
+        t = first
+        while d > 0 and t + 3 * d < rows:
+            x0, x1, x2, x3, x4 = x[t - d], x[t], x[t + d], x[t + 2 * d], x[t + 3 * d]
+            out1, out2, out3, out4 = out[t], out[t + d], out[t + 2 * d], out[t + 3 * d]
+            for n in range(cols):
+                out1[n] = _changed(x1[n], x0[n], relative)
+                out2[n] = _changed(x2[n], x1[n], relative)
+                out3[n] = _changed(x3[n], x2[n], relative)
+                out4[n] = _changed(x4[n], x3[n], relative)
+            t += 4 * d
+        for last in range(t, rows, step):  # the chain's last rows; every row when d is 0
+            before, now, out_now = x[last - d], x[last], out[last]
+            for n in range(cols):
+                out_now[n] = _changed(now[n], before[n], relative)
     return out
 
 
 @_shifted("delay", "x shifted down d rows (d rows ago)")
 def delay(x: np.ndarray, d: int) -> np.ndarray:
-    return _shift(x, _lag(d), _DELAY)
+    return _delay(x, _lag(d))
 
 
 @_shifted("delta", "x - delay(x, d)")
 def delta(x: np.ndarray, d: int) -> np.ndarray:
-    return _shift(x, _lag(d), _DELTA)
+    return _change(x, _lag(d), False)
 
 
 @_shifted("pct_change", "x / delay(x, d) - 1; NaN when delay(x, d) is 0 or NaN")
 def pct_change(x: np.ndarray, d: int) -> np.ndarray:
-    return _shift(x, _lag(d), _PCT_CHANGE)
+    return _change(x, _lag(d), True)
 
 
 # ------------------------------------------------------------------------- sums and products
@@ -175,20 +213,41 @@ def ts_product(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
+def _summary(v, count, total, low, high):
+    """A column's window summary updated with one value (skipped when NaN)."""
+    valid = v == v
+    return (
+        count + valid,
+        total + (v if valid else 0.0),
+        v if v < low else low,
+        v if v > high else high,
+    )
+
+
+@njit(**_JIT)
 def _summarise(x, lo, t, count, total, low, high):
-    """Per column: count, sum (oldest first), min and max of the valid values of rows lo..t."""
+    """Per column: count, sum (oldest first), min and max of the valid values of rows lo..t.
+
+    Four rows at a time, so that each column's accumulators are loaded and stored once per four.
+    """
     count[:] = 0.0
     total[:] = 0.0
     low[:] = np.inf
     high[:] = -np.inf
-    for k in range(lo, t + 1):
+    k = lo
+    while k + 3 <= t:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         for n in range(x.shape[1]):
-            v = x[k, n]
-            valid = v == v
-            count[n] += valid
-            total[n] += v if valid else 0.0
-            low[n] = v if v < low[n] else low[n]
-            high[n] = v if v > high[n] else high[n]
+            s = (count[n], total[n], low[n], high[n])
+            s = _summary(x0[n], *s)
+            s = _summary(x1[n], *s)
+            s = _summary(x2[n], *s)
+            s = _summary(x3[n], *s)
+            count[n], total[n], low[n], high[n] = s
+        k += 4
+    for rest in range(k, t + 1):
+        for n in range(x.shape[1]):
+            count[n], total[n], low[n], high[n] = _summary(x[rest, n], count[n], total[n], low[n], high[n])
 
 
 @njit(**_JIT)
@@ -197,70 +256,108 @@ def _centre(count, total, low, high, mean, unit):
 
     The deviation is clamped to [1e-300, 1e300] so that its reciprocal is a normal number.
     """
-    for n in range(count.size):
-        if count[n] == 0:
-            mean[n] = np.nan
-            unit[n] = np.nan
-        elif low[n] == high[n]:
-            mean[n] = low[n]
-            unit[n] = 0.0
-        else:
-            mean[n] = total[n] / count[n]
-            spread = max(high[n] - mean[n], mean[n] - low[n])
-            unit[n] = 1.0 / min(max(spread, 1e-300), 1e300)
+    for n in range(count.size):  # selects, no branches: the loop vectorises
+        average = total[n] / count[n]  # NaN when there is no valid value
+        spread = max(high[n] - average, average - low[n])
+        constant = low[n] == high[n]
+        mean[n] = low[n] if constant else average
+        unit[n] = 0.0 if constant else (1.0 / min(max(spread, 1e-300), 1e300) if count[n] > 0 else np.nan)
+
+
+@njit(**_JIT)
+def _powers(v, mean, unit, order, s2, s3, s4):
+    """A column's sums of u**2 .. u**order updated with one value (u = 0 when v is NaN)."""
+    u = (v - mean) * unit if v == v else 0.0
+    u2 = u * u
+    return s2 + u2, s3 + u2 * u if order >= 3 else s3, s4 + u2 * u2 if order >= 4 else s4
 
 
 @njit(**_JIT)
 def _central_sums(x, lo, t, mean, unit, order, s2, s3, s4):
-    """Per column: sums of u**2 .. u**order, u = (value - mean) * unit, over the valid values."""
+    """Per column: sums of u**2 .. u**order, u = (value - mean) * unit, over the valid values.
+
+    Four rows at a time, like `_summarise`.
+    """
     s2[:] = 0.0
     s3[:] = 0.0
     s4[:] = 0.0
-    for k in range(lo, t + 1):
+    k = lo
+    while k + 3 <= t:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         for n in range(x.shape[1]):
-            v = x[k, n]
-            u = (v - mean[n]) * unit[n] if v == v else 0.0
-            u2 = u * u
-            s2[n] += u2
-            if order >= 3:
-                s3[n] += u2 * u
-            if order >= 4:
-                s4[n] += u2 * u2
+            centre, s = (mean[n], unit[n], order), (s2[n], s3[n], s4[n])
+            s = _powers(x0[n], *centre, *s)
+            s = _powers(x1[n], *centre, *s)
+            s = _powers(x2[n], *centre, *s)
+            s = _powers(x3[n], *centre, *s)
+            s2[n], s3[n], s4[n] = s
+        k += 4
+    for rest in range(k, t + 1):
+        for n in range(x.shape[1]):
+            s2[n], s3[n], s4[n] = _powers(x[rest, n], mean[n], unit[n], order, s2[n], s3[n], s4[n])
 
 
 @njit(**_JIT)
 def _finish(stat, today, count, mean, unit, s2, s3, s4):
-    """One statistic from the centred sums of a window (see `_central_sums`)."""
+    """One statistic from the centred sums of a window (see `_central_sums`).
+
+    Computed whole and then selected (no branches on the data), so that the loop over the
+    columns vectorises; `stat` is the same for the whole loop.
+    """
     if stat == _MEAN:
         return _finite(mean)
-    if count < 2:
-        return np.nan
-    if unit == 0.0:  # constant window
-        if stat == _STD or stat == _VAR:
-            return 0.0
-        if stat == _CV:
-            return 0.0 if mean != 0.0 else np.nan
-        return np.nan
+    constant = unit == 0.0
     unit_std = math.sqrt(s2 / (count - 1.0))  # sample std in units of 1 / unit
-    if stat == _STD:
-        return _finite(unit_std / unit)
-    if stat == _VAR:
-        return _finite(unit_std / unit * (unit_std / unit))
-    if stat == _CV:
-        return _finite(unit_std / unit / abs(mean)) if mean != 0.0 else np.nan
-    if stat == _ZSCORE:
-        return _finite((today - mean) * unit / unit_std)
-    m2 = s2 / count
-    if stat == _SKEW:
-        if count < 3:
-            return np.nan
-        m3 = s3 / count
-        return _finite(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
-    if count < 4:
-        return np.nan
-    m4 = s4 / count
-    excess = (count * count - 1.0) * m4 / (m2 * m2) - 3.0 * (count - 1.0) ** 2
-    return _finite(excess / ((count - 2.0) * (count - 3.0)))
+    if stat == _STD or stat == _VAR:
+        std = unit_std / unit
+        value = 0.0 if constant else _finite(std if stat == _STD else std * std)
+    elif stat == _CV:
+        value = (0.0 if constant else _finite(unit_std / unit / abs(mean))) if mean != 0.0 else np.nan
+    elif stat == _ZSCORE:
+        value = np.nan if constant else _finite((today - mean) * unit / unit_std)
+    elif stat == _SKEW:
+        m2, m3 = s2 / count, s3 / count
+        skew = _finite(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
+        value = np.nan if constant | (count < 3) else skew
+    else:
+        m2, m4 = s2 / count, s4 / count
+        excess = (count * count - 1.0) * m4 / (m2 * m2) - 3.0 * (count - 1.0) ** 2
+        kurt = _finite(excess / ((count - 2.0) * (count - 3.0)))
+        value = np.nan if constant | (count < 4) else kurt
+    return np.nan if count < 2 else value
+
+
+@njit(**_JIT)
+def _finish_at(stat, n, today, count, mean, unit, s2, s3, s4):
+    return _finish(stat, today[n], count[n], mean[n], unit[n], s2[n], s3[n], s4[n])
+
+
+@njit(**_JIT)
+def _finish_row(stat, today, count, mean, unit, s2, s3, s4, out):
+    """`_finish` for every column, one loop per statistic: with `stat` a constant in each loop,
+    the branches on it fold away and the loop vectorises."""
+    row = (today, count, mean, unit, s2, s3, s4)
+    if stat == _MEAN:
+        for n in range(out.size):
+            out[n] = _finish_at(_MEAN, n, *row)
+    elif stat == _STD:
+        for n in range(out.size):
+            out[n] = _finish_at(_STD, n, *row)
+    elif stat == _VAR:
+        for n in range(out.size):
+            out[n] = _finish_at(_VAR, n, *row)
+    elif stat == _ZSCORE:
+        for n in range(out.size):
+            out[n] = _finish_at(_ZSCORE, n, *row)
+    elif stat == _CV:
+        for n in range(out.size):
+            out[n] = _finish_at(_CV, n, *row)
+    elif stat == _SKEW:
+        for n in range(out.size):
+            out[n] = _finish_at(_SKEW, n, *row)
+    else:
+        for n in range(out.size):
+            out[n] = _finish_at(_KURT, n, *row)
 
 
 @njit(**_JIT)
@@ -284,8 +381,7 @@ def _moment_stat(x, d, stat):
         _centre(count, total, low, high, mean, unit)
         if order >= 2:
             _central_sums(x, lo, t, mean, unit, order, s2, s3, s4)
-        for n in range(cols):
-            out[t, n] = _finish(stat, x[t, n], count[n], mean[n], unit[n], s2[n], s3[n], s4[n])
+        _finish_row(stat, x[t], count, mean, unit, s2, s3, s4, out[t])
     return out
 
 
@@ -557,6 +653,94 @@ def ts_slope(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
+def _pair_summary(a, b, count, total_x, total_y, low_x, high_x, low_y, high_y):
+    """A column's window summary updated with one row's pair (skipped unless both are valid)."""
+    both = (a == a) & (b == b)
+    a = a if both else np.nan
+    b = b if both else np.nan
+    return (
+        count + both,
+        total_x + (a if both else 0.0),
+        total_y + (b if both else 0.0),
+        a if a < low_x else low_x,
+        a if a > high_x else high_x,
+        b if b < low_y else low_y,
+        b if b > high_y else high_y,
+    )
+
+
+@njit(**_JIT)
+def _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, high_y):
+    """Per column: count, sums (oldest first), min and max of x and y over the rows lo..t where
+    both are valid.
+
+    Four rows at a time, so that each column's accumulators are loaded and stored once per four.
+    """
+    count[:] = 0.0
+    total_x[:] = 0.0
+    total_y[:] = 0.0
+    low_x[:] = np.inf
+    high_x[:] = -np.inf
+    low_y[:] = np.inf
+    high_y[:] = -np.inf
+    k = lo
+    while k + 3 <= t:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        y0, y1, y2, y3 = y[k], y[k + 1], y[k + 2], y[k + 3]
+        for n in range(x.shape[1]):
+            s = (count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n])
+            s = _pair_summary(x0[n], y0[n], *s)
+            s = _pair_summary(x1[n], y1[n], *s)
+            s = _pair_summary(x2[n], y2[n], *s)
+            s = _pair_summary(x3[n], y3[n], *s)
+            count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n] = s
+        k += 4
+    for rest in range(k, t + 1):
+        for n in range(x.shape[1]):
+            s = (count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n])
+            s = _pair_summary(x[rest, n], y[rest, n], *s)
+            count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n] = s
+
+
+@njit(**_JIT)
+def _pair_products(a, b, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
+    """Centred sums of squares and products updated with one row's pair (if both are valid)."""
+    both = (a == a) & (b == b)
+    u = (a - mean_x) * unit_x if both else 0.0
+    v = (b - mean_y) * unit_y if both else 0.0
+    return sxx + u * u, syy + v * v, sxy + u * v
+
+
+@njit(**_JIT)
+def _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
+    """Per column: sums of u*u, v*v and u*v over rows lo..t, u and v the centred, scaled pair.
+
+    Four rows at a time, like `_pair_summaries`.
+    """
+    sxx[:] = 0.0
+    syy[:] = 0.0
+    sxy[:] = 0.0
+    k = lo
+    while k + 3 <= t:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        y0, y1, y2, y3 = y[k], y[k + 1], y[k + 2], y[k + 3]
+        for n in range(x.shape[1]):
+            centre = (mean_x[n], unit_x[n], mean_y[n], unit_y[n])
+            s = (sxx[n], syy[n], sxy[n])
+            s = _pair_products(x0[n], y0[n], *centre, *s)
+            s = _pair_products(x1[n], y1[n], *centre, *s)
+            s = _pair_products(x2[n], y2[n], *centre, *s)
+            s = _pair_products(x3[n], y3[n], *centre, *s)
+            sxx[n], syy[n], sxy[n] = s
+        k += 4
+    for rest in range(k, t + 1):
+        for n in range(x.shape[1]):
+            s = (sxx[n], syy[n], sxy[n])
+            s = _pair_products(x[rest, n], y[rest, n], mean_x[n], unit_x[n], mean_y[n], unit_y[n], *s)
+            sxx[n], syy[n], sxy[n] = s
+
+
+@njit(**_JIT)
 def _pair_stat(x, y, d, correlation):
     """Pearson correlation or sample covariance over the rows where both x and y are valid."""
     rows, cols = x.shape
@@ -569,54 +753,22 @@ def _pair_stat(x, y, d, correlation):
     sxx, syy, sxy = np.empty(cols), np.empty(cols), np.empty(cols)
     for t in range(rows):
         lo = _window_start(t, d)
-        count[:] = 0.0
-        total_x[:] = 0.0
-        total_y[:] = 0.0
-        low_x[:] = np.inf
-        high_x[:] = -np.inf
-        low_y[:] = np.inf
-        high_y[:] = -np.inf
-        for k in range(lo, t + 1):
-            for n in range(cols):
-                both = (x[k, n] == x[k, n]) & (y[k, n] == y[k, n])
-                a = x[k, n] if both else np.nan
-                b = y[k, n] if both else np.nan
-                count[n] += both
-                total_x[n] += a if both else 0.0
-                total_y[n] += b if both else 0.0
-                low_x[n] = a if a < low_x[n] else low_x[n]
-                high_x[n] = a if a > high_x[n] else high_x[n]
-                low_y[n] = b if b < low_y[n] else low_y[n]
-                high_y[n] = b if b > high_y[n] else high_y[n]
+        _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, high_y)
         _centre(count, total_x, low_x, high_x, mean_x, unit_x)
         _centre(count, total_y, low_y, high_y, mean_y, unit_y)
-        sxx[:] = 0.0
-        syy[:] = 0.0
-        sxy[:] = 0.0
-        for k in range(lo, t + 1):
+        _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy)
+        row = out[t]
+        if correlation:  # selects, no branches inside the loops: they vectorise
             for n in range(cols):
-                a = x[k, n]
-                b = y[k, n]
-                both = (a == a) & (b == b)
-                u = (a - mean_x[n]) * unit_x[n] if both else 0.0
-                v = (b - mean_y[n]) * unit_y[n] if both else 0.0
-                sxx[n] += u * u
-                syy[n] += v * v
-                sxy[n] += u * v
-        for n in range(cols):
-            if count[n] < 2:
-                out[t, n] = np.nan
-            elif correlation:
-                if unit_x[n] == 0 or unit_y[n] == 0:
-                    out[t, n] = np.nan
-                else:
-                    r = sxy[n] / (math.sqrt(sxx[n]) * math.sqrt(syy[n]))
-                    out[t, n] = min(1.0, max(-1.0, r))
-            elif unit_x[n] == 0 or unit_y[n] == 0:
-                out[t, n] = 0.0
-            else:
+                constant = (unit_x[n] == 0) | (unit_y[n] == 0)
+                r = min(1.0, max(-1.0, sxy[n] / (math.sqrt(sxx[n]) * math.sqrt(syy[n]))))
+                row[n] = np.nan if (count[n] < 2) | constant else r
+        else:
+            for n in range(cols):
+                constant = (unit_x[n] == 0) | (unit_y[n] == 0)
                 smaller, larger = min(unit_x[n], unit_y[n]), max(unit_x[n], unit_y[n])
-                out[t, n] = _finite(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
+                cov = _finite(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
+                row[n] = np.nan if count[n] < 2 else (0.0 if constant else cov)
     return out
 
 

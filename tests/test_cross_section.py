@@ -101,6 +101,26 @@ def test_rank_with_heavy_ties_matches_pandas(rng):
     assert_allclose(cs.rank(x), pd.DataFrame(x).rank(axis=1, pct=True).to_numpy(), rtol=1e-15)
 
 
+def awkward_rank_panels(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Panels that stress rank's sort keys: values ulps apart beside a huge one (so that they
+    share keys: more than 32 on some dates, fewer on others), signs mixed with zeros of both
+    signs, huge outliers and infinities, and many columns."""
+    ulps = 1.0 + rng.integers(0, 1 << 10, size=(6, 200)) * np.finfo(float).eps
+    ulps[:, 0] = 1e300
+    ulps[3:, 25:] = NAN
+    mixed = rng.choice([-1e300, -2.5, -0.0, 0.0, 1e-300, 3.0, np.inf, -np.inf, NAN], size=(20, 40))
+    mixed[:, :20] = rng.standard_normal((20, 20)) * 10.0 ** rng.integers(-200, 200, (20, 20))
+    wide = rng.integers(0, 1000, size=(2, 70_000)).astype(np.float64)
+    wide[rng.random(wide.shape) < 0.1] = NAN
+    return {"ulps": ulps, "mixed": mixed, "wide": wide}
+
+
+@pytest.mark.parametrize("name", ["ulps", "mixed", "wide"])
+def test_rank_matches_pandas_on_awkward_values(name):
+    x = read_only(awkward_rank_panels(np.random.default_rng(7))[name])
+    assert_array_equal(cs.rank(x), pd.DataFrame(x).rank(axis=1, pct=True).to_numpy())
+
+
 def test_rank_edge_dates(rng):
     out = cs.rank(make_panel(rng))
     assert np.isnan(out[EMPTY_ROW]).all()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from miner import FormulaError, canonical, evaluate, lookback, parse
+from miner.data import MarketData
 from miner.expression import Call, Evaluator, Name, Num, canonicalize, to_string
-from tests.strategies import formulas, small_market
+from tests.strategies import SERIES_FIELDS, applied, distinct_operators, formulas, small_market
 
 ALPHAS = [
     "rank(decay_linear(ts_corr(vwap, volume, 4), 2)) * -1",
@@ -182,3 +183,45 @@ def test_evaluate_output_is_finite_or_nan() -> None:
     data = small_market()
     out = evaluate("close ** 400 * volume ** 50 - inv(close - close)", data)
     assert not np.isinf(out).any()
+
+
+def extreme_market() -> MarketData:
+    """small_market with each value multiplied by 1e300, -1e300, 1e-300, 0 or 1 (NaN stays)."""
+    data = small_market(seed=3)
+    rng = np.random.default_rng(3)
+
+    def extreme(array: np.ndarray) -> np.ndarray:
+        out = array * rng.choice([1e300, -1e300, 1e-300, 0.0, 1.0], size=array.shape)
+        out.setflags(write=False)
+        return out
+
+    fields = {k: v if data.is_group(k) else extreme(v) for k, v in data.fields.items()}
+    intraday = {k: extreme(v) for k, v in data.intraday.items()}
+    return MarketData(data.dates, data.instruments, fields, intraday, data.groups)
+
+
+EXTREME = extreme_market()
+OPERATORS = distinct_operators()
+EXTREME_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_no_inf_on_extreme_values(tree) -> None:
+    """The evaluator does not rescan kernel results for inf, so every kernel must keep the rule."""
+    try:
+        out = Evaluator(EXTREME).evaluate(tree)
+    except FormulaError:
+        reject()
+    assert not np.isinf(out).any(), to_string(tree)
+
+
+@pytest.mark.parametrize("spec", OPERATORS, ids=[s.name for s in OPERATORS])
+@EXTREME_SETTINGS
+@given(data=st.data())
+def test_no_operator_gives_inf_on_extreme_values(spec, data) -> None:
+    assert_no_inf_on_extreme_values(data.draw(applied(spec, st.sampled_from(SERIES_FIELDS).map(Name))))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(formulas(max_leaves=6))
+def test_no_formula_gives_inf_on_extreme_values(tree) -> None:
+    assert_no_inf_on_extreme_values(tree)
