@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -147,12 +148,44 @@ class SurvivorSpec(Strict):
     max_survivors: int = Field(10, ge=1)
 
 
+CLUSTER_BACKENDS = {"dask": "distributed", "ray": "ray"}  # backend -> the module it needs
+
+
 class ParallelSpec(Strict):
-    backend: Literal["loky", "threading", "sequential"] = "loky"
+    """Where candidates are scored: joblib's `backend` with `n_jobs` workers.
+
+    `dask` and `ray` need `address`: a running scheduler (Dask `tcp://host:8786`, Ray
+    `ray://host:10001` or `auto`), or `local` to start a cluster of `n_jobs` single-threaded
+    worker processes for the run; on a running cluster `n_jobs` should be its number of worker
+    processes (it sizes the scoring batches). `float32` stores the scored panel's fields as
+    float32 (half the memory per worker; values are read back as float64, see `miner.scoring`).
+    """
+
+    backend: Literal["loky", "threading", "sequential", "dask", "ray"] = "loky"
     n_jobs: int = Field(1, ge=1)
     batch_size: int | None = Field(None, ge=1)
     address: str | None = None
     worker_cache_mb: int = Field(512, ge=0)
+    float32: bool = False
+
+    @model_validator(mode="after")
+    def _cluster(self) -> ParallelSpec:
+        module = CLUSTER_BACKENDS.get(self.backend)
+        if module is None:
+            if self.address is not None:
+                raise ValueError(f"address is only used by the dask and ray backends, not {self.backend!r}")
+            return self
+        if not self.address:
+            raise ValueError(
+                f"backend {self.backend!r} needs an address: a scheduler address, or 'local' for a "
+                "cluster on this machine"
+            )
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(
+                f"backend {self.backend!r} needs {module}, which is not installed: "
+                f"pip install 'factor-miner[{self.backend}]'"
+            )
+        return self
 
 
 class TrackingSpec(Strict):

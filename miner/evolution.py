@@ -13,7 +13,6 @@ import math
 import operator as op
 import pickle
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from miner.expression import (
     size,
     to_string,
 )
-from miner.scoring import Panel, Score, ScoringSpec, failed, score_batch, temporary_panel_dir
+from miner.scoring import Panel, Score, ScoringSpec, failed, score_batch, scoring_workers
 from miner.splits import Segments, make_segments
 from operators import REGISTRY, Arg, Kind, Operator, operators_by_family
 
@@ -148,7 +147,7 @@ def build_language(config: ExperimentConfig, data: MarketData) -> Language:
     available = {t for t in (SeriesT, WindowT, ConstT, GroupT, IntradayT) if pset.terminals[t]}
     for spec in enabled_operators(config):
         arg_types = [_GP_TYPES[a.kind] for a in spec.args if is_gp_argument(a)]
-        if set(arg_types) <= available and SeriesT in arg_types + [SeriesT]:
+        if set(arg_types) <= available:
             pset.addPrimitive(_never_called, arg_types, SeriesT, name=spec.name)
     if not pset.primitives[SeriesT]:
         raise ConfigError("operators: no enabled operator can be built from the data's fields")
@@ -193,6 +192,29 @@ def gen_grow(pset: gp.PrimitiveSetTyped, min_: int, max_: int, type_: type | Non
 def gen_half_and_half(pset: gp.PrimitiveSetTyped, min_: int, max_: int, type_: type | None = None) -> list:
     method = random.choice((gen_grow, gen_full))
     return method(pset, min_, max_, type_)
+
+
+def cx_one_point(ind1: gp.PrimitiveTree, ind2: gp.PrimitiveTree) -> tuple[gp.PrimitiveTree, gp.PrimitiveTree]:
+    """`gp.cxOnePoint` with the crossover type drawn from a *sorted* list of the common types.
+
+    DEAP draws it from a set of classes, whose order follows their memory addresses and so
+    changes between processes: the same seed would breed different children after a restart.
+    """
+    if len(ind1) < 2 or len(ind2) < 2:
+        return ind1, ind2
+    positions1: dict[type, list[int]] = {}
+    positions2: dict[type, list[int]] = {}
+    for index, node in enumerate(ind1[1:], 1):
+        positions1.setdefault(node.ret, []).append(index)
+    for index, node in enumerate(ind2[1:], 1):
+        positions2.setdefault(node.ret, []).append(index)
+    common = sorted(set(positions1) & set(positions2), key=lambda t: t.__name__)
+    if common:
+        chosen = random.choice(common)
+        slice1 = ind1.searchSubtree(random.choice(positions1[chosen]))
+        slice2 = ind2.searchSubtree(random.choice(positions2[chosen]))
+        ind1[slice1], ind2[slice2] = ind2[slice2], ind1[slice1]
+    return ind1, ind2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +366,7 @@ class Miner:
         toolbox.register("individual", tools.initIterate, individual_class, toolbox.expr)
         toolbox.register("population", tools.initRepeat, list, toolbox.individual)
         toolbox.register("select", tools.selTournament, tournsize=gp_cfg.tournament_size)
-        toolbox.register("mate", gp.cxOnePoint)
+        toolbox.register("mate", cx_one_point)
         toolbox.register("expr_mut", gen_grow, min_=0, max_=2)
         toolbox.register("mut_subtree", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
         toolbox.register("mut_point", gp.mutNodeReplacement, pset=pset)
@@ -468,29 +490,13 @@ class Miner:
             start = 0
         else:
             islands, hall, logbook, self.memo, start = state
-        panel = self._train_panel()
-        backend = self.config.parallel
-        workdir = None
-        parallel = None
-        handle = panel
-        if backend.n_jobs > 1 and backend.backend not in ("sequential",):
-            workdir = temporary_panel_dir()
-            handle = panel.save(workdir)
-            parallel = Parallel(n_jobs=backend.n_jobs, backend=backend.backend, batch_size=1)
-        try:
-            if parallel is not None:
-                parallel.__enter__()
+        with scoring_workers(self._train_panel(), self.config.parallel) as (parallel, handle):
             for generation in range(start, gp_cfg.generations):
                 stats = self._generation(generation, islands, hall, parallel, handle)
                 logbook.append(stats)
                 if self.on_generation is not None:
                     self.on_generation(stats)
                 self._save_checkpoint(islands, hall, logbook, generation + 1)
-        finally:
-            if parallel is not None:
-                parallel.__exit__(None, None, None)
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
         survivors, rejected = self.select_survivors([self.memo[ind.formula] for ind in hall])
         return MiningResult(
             survivors,
@@ -564,7 +570,9 @@ class Miner:
 
     def _resumable_config(self) -> dict:
         """The settings a checkpoint must match: everything but where and how fast it runs."""
-        return self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
+        settings = self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
+        settings["float32"] = self.config.parallel.float32  # changes scores, unlike the backend
+        return settings
 
     def _load_checkpoint(self):
         if self.checkpoint_dir is None:

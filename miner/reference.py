@@ -24,7 +24,9 @@ def lookback_text(spec: Operator) -> str:
 def operator_rows() -> list[dict[str, str]]:
     rows = []
     families = operators_by_family()
-    ordered = sorted(families, key=lambda f: FAMILY_ORDER.index(f) if f in FAMILY_ORDER else len(FAMILY_ORDER))
+    ordered = sorted(
+        families, key=lambda f: FAMILY_ORDER.index(f) if f in FAMILY_ORDER else len(FAMILY_ORDER)
+    )
     for family in ordered:
         specs = families[family]
         for spec in specs:

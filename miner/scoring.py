@@ -1,25 +1,46 @@
 """Scoring candidates on the train segment, in batches, in whichever process joblib chooses.
 
-The panel reaches worker processes as memory-mapped `.npy` files written once per run, never as
-pickles; each worker keeps one `Evaluator` (with its bounded subexpression cache) per panel for
-as long as it lives, so batches of a generation, and later generations, share subtrees.
+`scoring_workers` sets up a run's workers through joblib's backend mechanism (the same
+`score_batch` everywhere, no scheduler of ours) and hands them the panel once per run, never once
+per batch:
+
+* `loky` / `threading`: memory-mapped `.npy` files written once (`MemmapPanel`);
+* `dask`: the `Panel` scattered to every worker (`client.scatter(..., broadcast=True)`); the
+  handle is a Dask Future, which Dask resolves to the worker's copy in each task's arguments;
+* `ray`: the `Panel` in Ray's object store (`RayPanel`); workers `ray.get` it, zero-copy.
+
+Each worker keeps one `Evaluator` (with its bounded subexpression cache) per panel for as long as
+it lives, so batches of a generation, and later generations, share subtrees. Scores are pure
+functions of the formula and the panel, so every backend gives the same scores.
+
+With `float32` the panel's numeric fields are stored as float32 (half the bytes in memory maps,
+scattered copies and the object store) and each read of a field by the evaluator upcasts it to a
+fresh float64 array, since kernels take float64; group codes, intraday cubes and the label stay
+float64.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import random
+import shutil
+import sys
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, parallel_config
 
 from evaluation import metrics
+from miner.config import ParallelSpec
 from miner.data import MarketData
-from miner.errors import MinerError
+from miner.errors import ConfigError, MinerError
 from miner.expression import Evaluator
 
 log = logging.getLogger(__name__)
@@ -62,16 +83,32 @@ def failed(formula: str, size: int, objective: str, reason: str) -> Score:
 
 @dataclass
 class Panel:
-    """The train slice of the market, its label and the rows that count, in this process."""
+    """The train slice of the market, its label and the rows that count, in this process.
+
+    `float32_fields` holds the numeric fields taken out of `data` by `with_float32_fields`.
+    """
 
     data: MarketData
     label: np.ndarray
     rows: slice
     key: str = field(default="")
+    float32_fields: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.key:
             self.key = f"mem:{uuid.uuid4().hex}"
+
+    def with_float32_fields(self) -> Panel:
+        """This panel with its numeric fields stored as float32 (group codes stay in `data`)."""
+        data = self.data
+        groups = {name: data.fields[name] for name in data.groups}
+        narrow = {
+            name: _read_only(array.astype(np.float32))
+            for name, array in data.fields.items()
+            if name not in groups
+        }
+        slim = MarketData(data.dates, data.instruments, groups, data.intraday, data.groups)
+        return Panel(slim, self.label, self.rows, float32_fields=narrow)
 
     def save(self, directory: Path) -> MemmapPanel:
         """Write every array once as `.npy`; workers map them read-only."""
@@ -80,6 +117,7 @@ class Panel:
             "dates": [str(d) for d in self.data.dates],
             "instruments": [str(i) for i in self.data.instruments],
             "fields": sorted(self.data.fields),
+            "float32_fields": sorted(self.float32_fields),
             "intraday": sorted(self.data.intraday),
             "groups": {k: list(v) for k, v in self.data.groups.items()},
             "rows": [self.rows.start, self.rows.stop],
@@ -87,6 +125,8 @@ class Panel:
         }
         for name, array in self.data.fields.items():
             np.save(directory / f"field.{name}.npy", array)
+        for name, array in self.float32_fields.items():
+            np.save(directory / f"float32.{name}.npy", array)
         for name, array in self.data.intraday.items():
             np.save(directory / f"intraday.{name}.npy", array)
         np.save(directory / "label.npy", self.label)
@@ -114,8 +154,49 @@ class MemmapPanel:
             intraday={n: np.load(root / f"intraday.{n}.npy", mmap_mode="r") for n in meta["intraday"]},
             groups={k: tuple(v) for k, v in meta["groups"].items()},
         )
+        narrow = {n: np.load(root / f"float32.{n}.npy", mmap_mode="r") for n in meta["float32_fields"]}
         label = np.load(root / "label.npy", mmap_mode="r")
-        return Panel(data, label, slice(*meta["rows"]), key=self.key)
+        return Panel(data, label, slice(*meta["rows"]), key=self.key, float32_fields=narrow)
+
+
+@dataclass(frozen=True)
+class RayPanel:
+    """A picklable handle on a `Panel` in Ray's object store: only the object reference travels."""
+
+    ref: object  # ray.ObjectRef
+
+    @property
+    def key(self) -> str:
+        return f"ray:{self.ref.hex()}"
+
+    def load(self) -> Panel:
+        import ray
+
+        return ray.get(self.ref)
+
+
+PanelHandle = Panel | MemmapPanel | RayPanel  # a Dask Future of a Panel arrives as the Panel
+
+
+class Float64Fields(Mapping):
+    """Stored fields as the kernels take them: each read of a float32 field is a fresh float64 copy."""
+
+    def __init__(self, stored: Mapping[str, np.ndarray]) -> None:
+        self._stored = stored
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return _read_only(np.asarray(self._stored[name], dtype=np.float64))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 @dataclass
@@ -128,19 +209,57 @@ class _WorkerState:
 _WORKERS: dict[str, _WorkerState] = {}
 
 
-def _state(handle: Panel | MemmapPanel, spec: ScoringSpec) -> _WorkerState:
+def _evaluator(panel: Panel, cache_bytes: int) -> Evaluator:
+    evaluator = Evaluator(panel.data, cache_bytes=cache_bytes)
+    if panel.float32_fields:
+        # Set after construction: the constructor copies `extra` into a dict, which would upcast
+        # every field at once; the evaluator looks fields up in `extra` first, one read at a time.
+        evaluator.extra = Float64Fields(panel.float32_fields)
+    return evaluator
+
+
+def _state(handle: PanelHandle, spec: ScoringSpec) -> _WorkerState:
     state = _WORKERS.get(handle.key)
     if state is None:
         panel = handle if isinstance(handle, Panel) else handle.load()
         prepared = metrics.prepare_label(panel.label, rows=panel.rows)
         _WORKERS.clear()  # one panel per worker at a time: a new run frees the old one
-        state = _WorkerState(panel, Evaluator(panel.data, cache_bytes=spec.cache_bytes), prepared)
+        state = _WorkerState(panel, _evaluator(panel, spec.cache_bytes), prepared)
         _WORKERS[handle.key] = state
+        _tolerate_loky_growth(spec.cache_bytes + _nbytes(panel))
     return state
 
 
+def _nbytes(panel: Panel) -> int:
+    """What a worker holds of a panel: its arrays, and the label twice more (its prepared ranks)."""
+    arrays = [*panel.data.fields.values(), *panel.data.intraday.values(), *panel.float32_fields.values()]
+    return sum(a.nbytes for a in arrays) + 3 * panel.label.nbytes
+
+
+LOKY_LEAK_MARGIN = 300 << 20  # loky's own allowance for a worker's growth
+
+
+def _tolerate_loky_growth(nbytes: int) -> None:
+    """Keep a loky worker alive while its cache fills and its mapped panel pages in.
+
+    loky (with psutil installed) restarts a worker whose RSS grew by more than 300 MB after its
+    first task, taking it for a leak; a worker on a large panel grows by design, and a restart
+    loses its panel and cache. loky has no public setting for this, so this raises its module
+    limit in this process by what the worker is meant to hold.
+    """
+    guard = sys.modules.get("joblib.externals.loky.process_executor")
+    limit = getattr(guard, "_MAX_MEMORY_LEAK_SIZE", None)
+    if limit is not None:
+        guard._MAX_MEMORY_LEAK_SIZE = max(limit, nbytes + LOKY_LEAK_MARGIN)
+
+
+def forget_panels() -> None:
+    """Drop this process's panel and subexpression cache (run on long-lived cluster workers)."""
+    _WORKERS.clear()
+
+
 def score_batch(
-    handle: Panel | MemmapPanel, batch: list[tuple[str, int]], spec: ScoringSpec
+    handle: PanelHandle, batch: list[tuple[str, int]], spec: ScoringSpec
 ) -> tuple[list[Score], int, int]:
     """Score `(canonical formula, size)` pairs; returns the scores and this batch's cache hits/misses."""
     state = _state(handle, spec)
@@ -163,11 +282,12 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
     stats = metrics.ic_stats(series)
     if stats["n"] < MIN_SCORED_DATES or not math.isfinite(stats["icir"]):
         return failed(formula, size, spec.objective, f"rank IC defined on only {stats['n']} train dates")
-    turnover = metrics.factor_turnover(values, rows=rows)
     coverage = metrics.coverage(values, universe=np.isfinite(state.panel.label), rows=rows)
     if spec.objective == "nsga2":
+        turnover = metrics.factor_turnover(values, rows=rows)
         fitness = (abs(stats["mean"]), turnover if math.isfinite(turnover) else 1.0, float(size))
-    else:
+    else:  # turnover is an objective only for NSGA-II; survivors get it on every segment later
+        turnover = math.nan
         fitness = (abs(stats["icir"]) - spec.parsimony * size,)
     return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)
 
@@ -175,3 +295,129 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
 def temporary_panel_dir() -> Path:
     """A fresh directory for the run's memory maps."""
     return Path(tempfile.mkdtemp(prefix="factor-miner-panel-"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run's workers
+
+Workers = tuple[Parallel | None, object]  # (None: score in this process, the panel handle)
+
+
+@contextlib.contextmanager
+def scoring_workers(panel: Panel, spec: ParallelSpec) -> Iterator[Workers]:
+    """The run's joblib `Parallel` (None: score in this process) and the handle workers read.
+
+    Setting up and dispatching leave the driver's `random` stream as they found it (see
+    `DriverParallel`), so a seed gives the same run on every backend.
+    """
+    if spec.float32:
+        panel = panel.with_float32_fields()
+    if spec.backend == "dask":
+        with _dask_workers(panel, spec) as workers:
+            yield workers
+    elif spec.backend == "ray":
+        with _ray_workers(panel, spec) as workers:
+            yield workers
+    elif spec.backend == "sequential" or spec.n_jobs == 1:
+        yield None, panel
+    else:
+        directory = temporary_panel_dir()
+        try:
+            handle = panel.save(directory)
+            with DriverParallel(n_jobs=spec.n_jobs, backend=spec.backend, batch_size=1) as parallel:
+                yield parallel, handle
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _driver_random_kept() -> Iterator[None]:
+    """Restore the `random` module's state on the way out.
+
+    DEAP's evolution draws from that global stream, and so does an in-process Dask scheduler (a
+    LocalCluster's) while it places scattered data and gathers results, on its own thread. Those
+    draws happen only while the driver waits on the backend, so restoring around each wait keeps
+    the evolution's draws exactly those of a sequential run.
+    """
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+class DriverParallel(Parallel):
+    """joblib's `Parallel` whose calls leave the driver's `random` stream untouched."""
+
+    def __call__(self, iterable):
+        with _driver_random_kept():
+            return super().__call__(iterable)
+
+
+# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed memory back
+# to the OS at once; scoring allocates and frees many panel-sized arrays, which then fault their
+# pages in anew: about 30% more CPU per candidate. The cluster we start keeps glibc's default,
+# as loky's workers do (README: the same setting for a cluster of yours).
+NANNY_MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+@contextlib.contextmanager
+def _dask_workers(panel: Panel, spec: ParallelSpec) -> Iterator[Workers]:
+    """Joblib's Dask backend on the scheduler at `spec.address` (or a LocalCluster for the run)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        with _driver_random_kept():
+            if spec.address == "local":
+                with dask.config.set({NANNY_MALLOC_TRIM_KEY: None}):
+                    cluster = LocalCluster(
+                        n_workers=spec.n_jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                    )
+                client = stack.enter_context(Client(stack.enter_context(cluster)))
+            else:
+                try:
+                    client = stack.enter_context(Client(spec.address))
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise ConfigError(
+                        f"parallel.address: no Dask scheduler at {spec.address}: {exc}"
+                    ) from None
+            handle = client.scatter(panel, broadcast=True, hash=False)  # a Future: each worker's copy
+        with parallel_config(backend="dask", client=client):
+            parallel = DriverParallel(n_jobs=spec.n_jobs, batch_size=1)
+        try:
+            with parallel:
+                yield parallel, handle
+            client.run(forget_panels)  # a long-lived cluster's workers let go of the panel
+        finally:
+            handle.release()
+
+
+@contextlib.contextmanager
+def _ray_workers(panel: Panel, spec: ParallelSpec) -> Iterator[Workers]:
+    """Joblib's Ray backend on the cluster at `spec.address` (or a local Ray for the run)."""
+    import ray
+    from ray.util.joblib import register_ray
+
+    started = not ray.is_initialized()
+    with _driver_random_kept():
+        if started:
+            where = (
+                {"num_cpus": spec.n_jobs, "include_dashboard": False}
+                if spec.address == "local"
+                else {"address": spec.address}
+            )
+            try:
+                ray.init(**where, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConfigError(f"parallel.address: no Ray cluster at {spec.address}: {exc}") from None
+        register_ray()
+        handle = RayPanel(ray.put(panel))
+        with parallel_config(backend="ray"):
+            parallel = DriverParallel(n_jobs=spec.n_jobs, batch_size=1)
+    try:
+        with parallel:
+            yield parallel, handle
+    finally:
+        if started:
+            ray.shutdown()

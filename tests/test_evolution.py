@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +237,31 @@ def test_synthetic_market_is_the_quickstart_data() -> None:
     market = market_for(config)
     assert (market.T, market.N) == (750, 200)
     assert market.fingerprint == synthetic_market(n_instruments=200, n_days=750, seed=0).fingerprint
+
+
+SEPARATE_PROCESS_RUN = """
+import json, sys
+from tests.test_evolution import small, hall_signature
+from miner.evolution import Miner
+from miner.experiment import market_for
+config = small(gp__generations=4)
+print(json.dumps(hall_signature(Miner(config, market_for(config)).run())))
+"""
+
+
+def test_same_seed_same_hall_of_fame_in_separate_processes() -> None:
+    """Nothing may depend on memory addresses or hash seeds (DEAP's own crossover does)."""
+    root = Path(__file__).resolve().parents[1]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", SEPARATE_PROCESS_RUN],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            timeout=600,
+            check=True,
+        ).stdout
+        for seed in (1, 2)
+    ]
+    assert outputs[0] == outputs[1] and len(json.loads(outputs[0])) > 10
