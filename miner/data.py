@@ -931,15 +931,7 @@ class MarketStore:
         with self._transaction(source):
             columns = self._extend_daily_columns(incoming_kinds, source)
             table = _daily_arrow(bars, columns)
-            self._con.register("incoming_daily", table)
-            try:
-                replaced = self._con.execute(
-                    "SELECT count(*) FROM incoming_daily i JOIN daily_bars b "
-                    "ON b.date = i.date AND b.instrument = i.instrument"
-                ).fetchall()[0][0]
-                self._con.execute("INSERT OR REPLACE INTO daily_bars BY NAME SELECT * FROM incoming_daily")
-            finally:
-                self._con.unregister("incoming_daily")
+            replaced = self._upsert("daily_bars", "date", table)
             first, last = bars.dates.min(), bars.dates.max()
             self._log_change("daily", first, source, len(bars.dates))
         return ImportReport(
@@ -953,6 +945,19 @@ class MarketStore:
             dropped,
             (),
         )
+
+    def _upsert(self, table: str, time_column: str, incoming: pa.Table) -> int:
+        """Insert or replace `incoming` rows by (time, instrument); returns how many were replaced."""
+        self._con.register("incoming_bars", incoming)
+        try:
+            replaced = self._con.execute(
+                f"SELECT count(*) FROM incoming_bars i JOIN {table} b "
+                f"ON b.{time_column} = i.{time_column} AND b.instrument = i.instrument"
+            ).fetchall()[0][0]
+            self._con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM incoming_bars")
+        finally:
+            self._con.unregister("incoming_bars")
+        return int(replaced)
 
     def _write_minute(self, bars: _MinuteBars, source: str, dropped: int) -> ImportReport:
         columns: dict[str, Any] = {
@@ -968,15 +973,7 @@ class MarketStore:
             )
         days = bars.timestamps.astype("datetime64[ns]").astype("datetime64[D]")
         with self._transaction(source):
-            self._con.register("incoming_minute", pa.table(columns))
-            try:
-                replaced = self._con.execute(
-                    "SELECT count(*) FROM incoming_minute i JOIN minute_bars b "
-                    "ON b.datetime = i.datetime AND b.instrument = i.instrument"
-                ).fetchall()[0][0]
-                self._con.execute("INSERT OR REPLACE INTO minute_bars BY NAME SELECT * FROM incoming_minute")
-            finally:
-                self._con.unregister("incoming_minute")
+            replaced = self._upsert("minute_bars", "datetime", pa.table(columns))
             self._log_change("minute", days.min(), source, len(days))
         return ImportReport(
             source,
