@@ -213,18 +213,13 @@ def parse_column_map(items: list[str]) -> dict[str, str]:
 def read_market(path: Path):
     """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
     from miner.data import MarketData, load_market
+    from miner.experiment import read_bars
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
     if path.suffix == ".duckdb":
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
         return load_market(path)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
-    else:
-        raise DataError(f"{path}: expected a .parquet, .csv or .duckdb file")
-    return MarketData.from_frame(frame, source=str(path))
+    return MarketData.from_frame(read_bars(path), source=str(path))
 
 
 def write_long(values: np.ndarray, market, output: Path) -> None:

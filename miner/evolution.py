@@ -23,6 +23,7 @@ from deap import base, creator, gp, tools
 from joblib import Parallel, delayed
 
 from evaluation import forward_returns, metrics
+from evaluation.fitness import SurvivorThresholds, admit
 from miner.config import ExperimentConfig
 from miner.data import MarketData
 from miner.errors import ConfigError, FormulaError
@@ -653,14 +654,8 @@ class Miner:
 
 
 def _admission_failure(train: SegmentMetrics, valid: SegmentMetrics, rules) -> str | None:
-    if not math.isfinite(valid.rank_ic):
-        return "no valid-segment rank IC"
-    if np.sign(valid.rank_ic) != np.sign(train.rank_ic):
-        return f"valid rank IC {valid.rank_ic:+.4f} has the opposite sign of train {train.rank_ic:+.4f}"
-    if abs(valid.rank_ic) < rules.min_abs_rank_ic:
-        return f"|valid rank IC| {abs(valid.rank_ic):.4f} < {rules.min_abs_rank_ic}"
-    if math.isfinite(valid.turnover) and valid.turnover > rules.max_turnover:
-        return f"valid turnover {valid.turnover:.3f} > {rules.max_turnover}"
-    if not valid.coverage >= rules.min_coverage:
-        return f"valid coverage {valid.coverage:.3f} < {rules.min_coverage}"
-    return None
+    """Why a candidate is not admitted on valid (`evaluation.fitness.admit`), or None."""
+    thresholds = SurvivorThresholds(rules.min_abs_rank_ic, rules.max_turnover, rules.min_coverage)
+    stats = {"rank_ic_mean": valid.rank_ic, "turnover": valid.turnover, "coverage": valid.coverage}
+    admitted, reason = admit(stats, train.rank_ic, thresholds)
+    return None if admitted else f"valid segment: {reason}"

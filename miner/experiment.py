@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -23,20 +25,21 @@ def market_for(config: ExperimentConfig) -> MarketData:
             spec.path, start=spec.start, end=spec.end, instruments=spec.instruments, minute=spec.minute
         )
     else:
-        market = MarketData.from_frame(_read_bars(spec.path), source=str(spec.path))
+        market = MarketData.from_frame(read_bars(spec.path), source=str(spec.path))
     if spec.start or spec.end or spec.instruments:
         market = market.select(start=spec.start, end=spec.end, instruments=spec.instruments)
     return market
 
 
-def _read_bars(path) -> pd.DataFrame:
+def read_bars(path: Path) -> pd.DataFrame:
+    """A long bar table from a .parquet or .csv file (instrument codes kept as text)."""
     if not path.exists():
-        raise ConfigError(f"data.path: {path} does not exist")
+        raise DataError(f"{path}: no such file")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     if path.suffix == ".csv":
         return pd.read_csv(path, dtype={"instrument": str})
-    raise DataError(f"{path}: expected a .parquet or .csv file of daily bars")
+    raise DataError(f"{path}: expected a .parquet or .csv file of bars")
 
 
 def library_factors_for(config: ExperimentConfig, market: MarketData) -> dict[str, np.ndarray]:

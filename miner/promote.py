@@ -7,13 +7,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from miner.config import ExperimentConfig, config_from_dict
 from miner.errors import MinerError
+from miner.experiment import read_bars
 from miner.expression import canonical
 from miner.library import FactorLibrary
 from miner.synthetic import synthetic_frames
@@ -74,8 +74,7 @@ def ensure_market(library: FactorLibrary, config: ExperimentConfig) -> None:
         if minute is not None:
             library.market_store.import_frame(minute, "minute", source="synthetic market")
     elif source.source == "file":
-        frame = pd.read_parquet(source.path) if source.path.suffix == ".parquet" else pd.read_csv(source.path)
-        library.market_store.import_frame(frame, "daily", source=str(source.path))
+        library.market_store.import_frame(read_bars(source.path), "daily", source=str(source.path))
     else:
         raise MinerError(
             f"factor library {library.path} has no market data: open it with the run's store "

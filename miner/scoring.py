@@ -38,6 +38,7 @@ import numpy as np
 from joblib import Parallel, parallel_config
 
 from evaluation import metrics
+from evaluation.fitness import WORST_FITNESS, icir_fitness
 from miner.config import ParallelSpec
 from miner.data import MarketData
 from miner.errors import ConfigError, MinerError
@@ -45,7 +46,6 @@ from miner.expression import Evaluator
 
 log = logging.getLogger(__name__)
 
-WORST = -1.0e9  # scalar fitness of a candidate that cannot be scored
 WORST_MULTI = (-1.0, 1.0e9, 1.0e9)  # (|rank IC|, turnover, size) of such a candidate
 MIN_SCORED_DATES = 20
 
@@ -77,7 +77,7 @@ class Score:
 
 
 def failed(formula: str, size: int, objective: str, reason: str) -> Score:
-    fitness = WORST_MULTI if objective == "nsga2" else (WORST,)
+    fitness = WORST_MULTI if objective == "nsga2" else (WORST_FITNESS,)
     return Score(formula, size, fitness, reason=reason)
 
 
@@ -288,7 +288,7 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
         fitness = (abs(stats["mean"]), turnover if math.isfinite(turnover) else 1.0, float(size))
     else:  # turnover is an objective only for NSGA-II; survivors get it on every segment later
         turnover = math.nan
-        fitness = (abs(stats["icir"]) - spec.parsimony * size,)
+        fitness = (icir_fitness(series, size, spec.parsimony, MIN_SCORED_DATES),)
     return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)
 
 

@@ -16,11 +16,12 @@ import yaml
 from deap import gp
 
 from evaluation import metrics
+from evaluation.fitness import WORST_FITNESS
 from miner import evaluate, parse, to_string
 from miner.config import ExperimentConfig, config_from_dict
 from miner.evolution import Miner, build_language, gen_full, gen_grow, to_formula, triviality
 from miner.experiment import market_for
-from miner.scoring import WORST, Panel, ScoringSpec, _state, score_one
+from miner.scoring import Panel, ScoringSpec, _state, score_one
 from miner.synthetic import PLANTED_DAILY_FORMULA, synthetic_market
 from tests.strategies import small_market
 
@@ -111,8 +112,8 @@ def test_a_failing_or_all_nan_candidate_gets_the_worst_fitness_with_a_reason() -
     state = _state(Panel(market, label, slice(0, market.T)), ScoringSpec())
     broken = score_one(state, "ts_mean(no_such_field, 5)", 3, ScoringSpec())
     empty = score_one(state, "log(-abs(close) - 1)", 5, ScoringSpec())
-    assert broken.fitness == (WORST,) and "unknown field" in broken.reason
-    assert empty.fitness == (WORST,) and "all NaN" in empty.reason
+    assert broken.fitness == (WORST_FITNESS,) and "unknown field" in broken.reason
+    assert empty.fitness == (WORST_FITNESS,) and "all NaN" in empty.reason
 
 
 def test_a_run_survives_candidates_that_fail() -> None:
