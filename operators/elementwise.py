@@ -12,6 +12,7 @@ a number is true when it is non-zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, vectorize
@@ -29,11 +30,31 @@ _UNARY = ["float64(float64)"]
 _BINARY = ["float64(float64, float64)"]
 _TERNARY = ["float64(float64, float64, float64)"]
 
+
+class _LazyUfunc:
+    """A numba ufunc built (or loaded from numba's on-disk cache) on its first call rather than
+    at import: every scoring worker imports this module, and most formulas use few of them."""
+
+    def __init__(self, signatures: list[str], scalar_function: Callable[..., float]) -> None:
+        self._signatures = signatures
+        self._scalar_function = scalar_function
+        self._ufunc: np.ufunc | None = None
+
+    def __call__(self, *args: Operand) -> Operand:
+        if self._ufunc is None:
+            self._ufunc = vectorize(self._signatures, cache=True)(self._scalar_function)
+        return self._ufunc(*args)
+
+
+def _lazy_ufunc(signatures: list[str]) -> Callable[[Callable[..., float]], _LazyUfunc]:
+    return lambda scalar_function: _LazyUfunc(signatures, scalar_function)
+
+
 _X = Arg.series("x", scalar_ok=True)
 _Y = Arg.series("y", scalar_ok=True)
 
 
-def _apply(ufunc: np.ufunc, *args: Operand) -> Operand:
+def _apply(ufunc: _LazyUfunc, *args: Operand) -> Operand:
     """Run a ufunc quietly; a result from numbers alone comes back as a Python float.
 
     Arithmetic between a panel and a number runs in `_with_number`. Otherwise a number mixed
@@ -95,17 +116,17 @@ def _sign_of(x: float) -> float:
 # --- arithmetic --------------------------------------------------------------------------
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _add(x, y):
     return _finite(x + y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _sub(x, y):
     return _finite(x - y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _mul(x, y):
     return _finite(x * y)
 
@@ -117,7 +138,7 @@ def _quotient(x: float, y: float) -> float:
     return _finite(x / y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _div(x, y):
     return _quotient(x, y)
 
@@ -164,7 +185,7 @@ def _power_of(x: float, e: float, raw: float) -> float:
     return _finite(raw)
 
 
-@vectorize(_TERNARY, cache=True)
+@_lazy_ufunc(_TERNARY)
 def _checked_power(x, e, raw):
     return _power_of(x, e, raw)
 
@@ -184,7 +205,7 @@ def _panel_power(x, e, raw):
     return out
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _neg(x):
     return _finite(-x)
 
@@ -237,32 +258,32 @@ def neg(x: Operand) -> Operand:
 # --- comparisons -------------------------------------------------------------------------
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _lt(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x < y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _le(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x <= y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _gt(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x > y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _ge(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x >= y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _eq(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x == y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _ne(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != y)
 
@@ -300,17 +321,17 @@ def ne(x: Operand, y: Operand) -> Operand:
 # --- logic -------------------------------------------------------------------------------
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _and(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != 0.0 and y != 0.0)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _or(x, y):
     return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != 0.0 or y != 0.0)
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _not(x):
     return np.nan if _is_nan(x) else _truth(x == 0.0)
 
@@ -333,27 +354,27 @@ def not_(x: Operand) -> Operand:
 # --- pointwise functions -----------------------------------------------------------------
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _abs(x):
     return _finite(abs(x))
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _sign(x):
     return _sign_of(x)
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _log(x):
     return _finite(math.log(x)) if x > 0.0 else np.nan
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _slog(x):
     return _finite(_sign_of(x) * math.log1p(abs(x)))
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _sqrt(x):
     return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
 
@@ -366,7 +387,7 @@ def _signed_power_of(x: float, e: float, magnitude: float) -> float:
     return _finite(_sign_of(x) * _finite(magnitude))
 
 
-@vectorize(_TERNARY, cache=True)
+@_lazy_ufunc(_TERNARY)
 def _signed(x, e, magnitude):
     return _signed_power_of(x, e, magnitude)
 
@@ -386,28 +407,28 @@ def _panel_signed_power(x, e, magnitude):
     return out
 
 
-@vectorize(_UNARY, cache=True)
+@_lazy_ufunc(_UNARY)
 def _inv(x):
     if _is_nan(x) or abs(x) < DIV_EPSILON:
         return np.nan
     return _finite(1.0 / x)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _max(x, y):
     if _is_nan(x) or _is_nan(y):
         return np.nan
     return _finite(x if x >= y else y)
 
 
-@vectorize(_BINARY, cache=True)
+@_lazy_ufunc(_BINARY)
 def _min(x, y):
     if _is_nan(x) or _is_nan(y):
         return np.nan
     return _finite(x if x <= y else y)
 
 
-@vectorize(_TERNARY, cache=True)
+@_lazy_ufunc(_TERNARY)
 def _where(c, a, b):
     if _is_nan(c):
         return np.nan

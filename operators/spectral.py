@@ -28,13 +28,13 @@ on the batch it shares.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-from scipy import signal
 
 from operators.registry import Arg, operator, window_lookback
 
@@ -639,6 +639,15 @@ def _band_coherence(fv: np.ndarray, fr: np.ndarray, count: int, k0: int, k1: int
     return out
 
 
+@functools.cache
+def _hann_window() -> np.ndarray:
+    """scipy's periodic Hann window for Welch segments (scipy.signal is imported on first use:
+    it takes half a second, which every scoring worker would pay on start-up)."""
+    from scipy.signal import windows
+
+    return windows.hann(COHERENCE_NPERSEG, sym=False)
+
+
 @operator(
     "fft_coherence",
     Arg.intraday("v"),
@@ -672,7 +681,7 @@ def fft_coherence(
     k0, k1 = band_bins(COHERENCE_NPERSEG, low, high)
     if slots < min_valid or days * names == 0 or k0 == k1:
         return out
-    window = signal.windows.hann(COHERENCE_NPERSEG, sym=False)
+    window = _hann_window()
     count = (slots - COHERENCE_NPERSEG) // (COHERENCE_NPERSEG // 2) + 1
     step = blocking.days_per_block(names)
     capacity = min(step, days) * names
