@@ -11,9 +11,10 @@ Conventions shared by every function here:
   ``f(x[a:b])`` placed at rows a..b-1.
 * Results never contain inf: anything undefined is NaN.
 
-Ranking uses a radix sort on order-preserving integer keys of the float values, so the rank
-of a value is exact (average ranks of exact ties) and the Spearman sums are exact quarter-
-integers; the prepared-label fast path (`rank_ic_fast`) is bit-identical to `rank_ic`.
+Ranking sorts order-preserving integer keys of the float values (a radix sort, or numpy's
+sort of 32-bit words in `rank_ic_fast`, finished on the full keys), so the rank of a value is
+exact (average ranks of exact ties) and the Spearman sums are exact quarter-integers; the
+prepared-label fast path (`rank_ic_fast`) is bit-identical to `rank_ic`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ _SIGN_BIT = np.uint64(0x8000000000000000)
 _RADIX_PASSES = 3  # 8-bit digits: the 24 key bits below the highest bit where keys differ
 _WINDOW_MASK = np.uint64((1 << (8 * _RADIX_PASSES)) - 1)
 _POSITION_MASK = np.uint64(0xFFFFFFFF)
-_MAX_DROPPED = 8  # rank_ic_fast adjusts the label's ranks for up to this many missing names
 _SHORT_RUN = 16  # runs tied on the radix window up to this length are insertion-sorted, else heapsort
 
 
@@ -116,6 +116,26 @@ def _gather_value(v: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _order_key(bits):
+    """Order-preserving uint64 image of a finite float's bits; -0.0 gets the key of 0.0."""
+    if bits == _SIGN_BIT:
+        bits = np.uint64(0)
+    negative = np.uint64(0) - (bits >> np.uint64(63))  # all ones for a negative value (no branch)
+    return bits ^ (negative | _SIGN_BIT)
+
+
+@njit(cache=True, nogil=True)
+def _window_low_bit(differ, width):
+    """Lowest bit of the ``width``-bit window that ends at the highest set bit of ``differ``
+    (the highest bit where any two keys differ), or 0 when the window reaches bit 0."""
+    low = -width
+    while differ:
+        differ >>= np.uint64(1)
+        low += 1
+    return max(low, 0)
+
+
+@njit(cache=True, nogil=True)
 def _sift_down(keys, order, base, root, end):
     """Restore the max-heap property below ``root`` in keys[base:base+end] (order follows)."""
     while 2 * root + 1 < end:
@@ -188,18 +208,9 @@ def _sorted_order(values, m, ws):
     bits = values[:m].view(np.uint64)
     differ = np.uint64(0)
     for k in range(m):
-        u = bits[k]
-        if u & _SIGN_BIT:
-            u = ~u
-        else:
-            u = u | _SIGN_BIT
-        keys[k] = u
-        differ |= u ^ keys[0]
-    low = -8 * _RADIX_PASSES
-    while differ:
-        differ >>= np.uint64(1)
-        low += 1
-    low = max(low, 0)
+        keys[k] = _order_key(bits[k])
+        differ |= keys[k] ^ keys[0]
+    low = _window_low_bit(differ, 8 * _RADIX_PASSES)
     hist[:, :] = 0
     for k in range(m):
         window = (keys[k] >> np.uint64(low)) & _WINDOW_MASK
@@ -284,19 +295,54 @@ def _spearman_given_y(xs, cy, syy, m, ws):
     (for fewer than about 300,000 names).
     """
     keys, order = _sorted_order(xs, m, ws)
+    return _spearman_from_order(keys, order, cy, syy, m, xs)  # xs is free once sorted
+
+
+@njit(cache=True, nogil=True)
+def _spearman_from_order(keys, order, cy, syy, m, scratch):
+    """Spearman of m values, given their sort keys in ascending order, the positions they came
+    from (``order``) and the other side's centered ranks ``cy`` at those positions.
+
+    Written without data-dependent branches (ties are frequent and unpredictable): a forward
+    pass notes where each tie group starts, a backward pass where it ends; ``scratch`` holds m
+    floats.
+    """
+    first = 0
+    for k in range(m):
+        first = first if k > 0 and keys[k] == keys[k - 1] else k
+        scratch[k] = first
     sxx = 0.0
     sxy = 0.0
-    i = 0
-    while i < m:
-        j = i
-        while j + 1 < m and keys[j + 1] == keys[i]:
-            j += 1
-        centered = 0.5 * (i + j + 1 - m)
-        for k in range(i, j + 1):
-            sxx += centered * centered
-            sxy += centered * cy[order[k]]
-        i = j + 1
+    last = m - 1
+    for k in range(m - 1, -1, -1):
+        last = last if k < m - 1 and keys[k] == keys[k + 1] else k
+        centered = 0.5 * (scratch[k] + last + 1 - m)
+        sxx += centered * centered
+        sxy += centered * cy[order[k]]
     return _finish_corr(sxy, sxx, syy)
+
+
+@njit(cache=True, nogil=True)
+def _finish_order(keys, order, m, low):
+    """Complete an order that is sorted on the key bits from ``low`` up: an insertion sort,
+    which costs little when few keys tie on those bits, or `_sort_tied_runs` once it has moved
+    more than 8 m keys (keys only move within their tied run, so that stays valid)."""
+    budget = 8 * m
+    for k in range(1, m):
+        key = keys[k]
+        if key < keys[k - 1]:
+            position = order[k]
+            s = k - 1
+            while s >= 0 and keys[s] > key:
+                keys[s + 1] = keys[s]
+                order[s + 1] = order[s]
+                s -= 1
+            keys[s + 1] = key
+            order[s + 1] = position
+            budget -= k - 1 - s
+            if budget < 0:
+                _sort_tied_runs(keys, order, m, low)
+                return
 
 
 @njit(cache=True, nogil=True)
@@ -385,14 +431,15 @@ def _ic_core(factor, label, row_mask, min_names):
 
 @njit(cache=True, nogil=True)
 def _centered_rank_panel(label, row_mask):
-    """Per date: average ranks over the valid names minus their mean (NaN elsewhere),
-    the sum of their squares, and the count of valid names."""
+    """Per date: average ranks over the valid names minus their mean (NaN elsewhere), the sum
+    of their squares, the count of valid names, and those names in ascending label order."""
     n_dates, n_names = label.shape
     centered = np.full((n_dates, n_names), np.nan)
     sum_sq = np.zeros(n_dates)
     counts = np.zeros(n_dates, dtype=np.int64)
+    names_by_value = np.zeros((n_dates, n_names), dtype=np.int32)
     ys = np.empty(n_names)
-    cy = np.empty(n_names)
+    names = np.empty(n_names, dtype=np.int64)
     ws = _workspace(n_names)
     for t in range(n_dates):
         if not row_mask[t]:
@@ -402,70 +449,127 @@ def _centered_rank_panel(label, row_mask):
             y = label[t, n]
             if math.isfinite(y):
                 ys[m] = _gather_value(y)
+                names[m] = n
                 m += 1
-        _centered_ranks(ys, m, ws, cy)
-        k = 0
-        for n in range(n_names):
-            if math.isfinite(label[t, n]):
-                centered[t, n] = cy[k]
-                k += 1
-        sum_sq[t] = _sum_squares(cy, m)
+        keys, order = _sorted_order(ys, m, ws)
+        i = 0
+        while i < m:
+            j = i
+            while j + 1 < m and keys[j + 1] == keys[i]:
+                j += 1
+            rank = 0.5 * (i + j + 1 - m)
+            for k in range(i, j + 1):
+                n = names[order[k]]
+                centered[t, n] = rank
+                names_by_value[t, k] = n
+                sum_sq[t] += rank * rank
+            i = j + 1
         counts[t] = m
-    return centered, sum_sq, counts
+    return centered, sum_sq, counts, names_by_value
 
 
 @njit(cache=True, nogil=True)
-def _drop_from_ranks(cy, ys, m, dropped, k):
-    """Centered ranks of ys[:m] from their centered ranks cy[:m] in a set that also held the k
-    values dropped[:k]: each loses one rank per dropped value below it and half a rank per
-    dropped tie, and the mean rank falls by k / 2. Exact (halves)."""
-    for i in range(m):
-        y = ys[i]
-        shift = 0.5 * k
-        for j in range(k):
-            if dropped[j] < y:
-                shift -= 1.0
-            elif dropped[j] == y:
-                shift -= 0.5
-        cy[i] += shift
+def _pack_factor_words(factor, centered, row_mask, counts, min_names, position_bits):
+    """Step 1 of `rank_ic_fast`. Per scored date, each name valid on both sides as a uint32
+    word (the top window of its sort key | its column), 0xFFFFFFFF elsewhere; the window's
+    lowest key bit; and the counts of names kept and of label names the factor misses. Sorting
+    a row of words orders its valid names (first) up to ties on the window.
 
-
-@njit(cache=True, nogil=True)
-def _rank_ic_prepared_core(factor, label, row_mask, centered, sum_sq, counts, min_names):
+    Both loops over a date's names are free of data-dependent branches, so they vectorise.
+    """
     n_dates, n_names = factor.shape
-    out = np.full(n_dates, np.nan)
-    xs = np.empty(n_names)
-    ys = np.empty(n_names)
-    cy = np.empty(n_names)
-    dropped = np.empty(_MAX_DROPPED)
-    ws = _workspace(n_names)
+    window_bits = 32 - position_bits
+    window_mask = np.uint64((1 << window_bits) - 1)
+    nothing = np.uint32(0xFFFFFFFF)
+    words = np.full((n_dates, n_names), nothing, dtype=np.uint32)
+    low = np.zeros(n_dates, dtype=np.int64)
+    kept = np.zeros(n_dates, dtype=np.int64)
+    missed = np.zeros(n_dates, dtype=np.int64)
     for t in range(n_dates):
         if not row_mask[t] or counts[t] < min_names:
             continue
+        values = factor[t]
+        bits = values.view(np.uint64)
+        label_valid = centered[t]
+        smallest = np.uint64(0xFFFFFFFFFFFFFFFF)
+        largest = np.uint64(0)
         m = 0
-        k = 0
         for n in range(n_names):
-            c = centered[t, n]
-            if c == c:
-                x = factor[t, n]
-                if math.isfinite(x):
-                    xs[m] = _gather_value(x)
-                    ys[m] = label[t, n]
-                    cy[m] = c
-                    m += 1
-                else:
-                    if k < _MAX_DROPPED:
-                        dropped[k] = label[t, n]
-                    k += 1
+            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
+            key = _order_key(bits[n])
+            smallest = min(smallest, key if valid else np.uint64(0xFFFFFFFFFFFFFFFF))
+            largest = max(largest, key if valid else np.uint64(0))
+            m += valid
+        kept[t] = m
+        missed[t] = counts[t] - m
         if m < min_names:
             continue
-        if k == 0:
-            out[t] = _spearman_given_y(xs, cy, sum_sq[t], m, ws)
-        elif k <= _MAX_DROPPED:
-            _drop_from_ranks(cy, ys, m, dropped, k)
-            out[t] = _spearman_given_y(xs, cy, _sum_squares(cy, m), m, ws)
+        low[t] = _window_low_bit(smallest ^ largest, window_bits)  # all keys share the common prefix
+        shift = np.uint64(low[t])
+        row = words[t]
+        for n in range(n_names):
+            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
+            window = (_order_key(bits[n]) >> shift) & window_mask
+            word = np.uint32((window << np.uint64(position_bits)) | np.uint64(n))
+            row[n] = word if valid else nothing
+    return words, low, kept, missed
+
+
+@njit(cache=True, nogil=True)
+def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, out):
+    """out[n] = centered average rank of the label among the names where ``values`` is finite,
+    from the ``count`` names of ``names_by_value`` (ascending label order); returns the sum of
+    their squares. Exact (halves)."""
+    m = 0
+    for i in range(count):
+        n = names_by_value[i]
+        if math.isfinite(values[n]):
+            kept_names[m] = n
+            m += 1
+    sum_sq = 0.0
+    i = 0
+    while i < m:
+        j = i
+        while j + 1 < m and label_row[kept_names[j + 1]] == label_row[kept_names[i]]:
+            j += 1
+        rank = 0.5 * (i + j + 1 - m)
+        for k in range(i, j + 1):
+            out[kept_names[k]] = rank
+            sum_sq += rank * rank
+        i = j + 1
+    return sum_sq
+
+
+@njit(cache=True, nogil=True)
+def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, position_bits, min_names):
+    """Step 2 of `rank_ic_fast`, after each row of ``words`` was sorted: finish the order on
+    the full keys where names tie on the window, then correlate with the label's ranks, re-ranked
+    over the common names on dates where the factor misses some label names."""
+    label, row_mask, centered, sum_sq, counts, names_by_value = prepared_label
+    n_dates, n_names = factor.shape
+    out = np.full(n_dates, np.nan)
+    keys = np.empty(n_names, dtype=np.uint64)
+    order = np.empty(n_names, dtype=np.int64)
+    kept_names = np.empty(n_names, dtype=np.int64)
+    reranked = np.empty(n_names)
+    scratch = np.empty(n_names)
+    position_mask = np.uint32((1 << position_bits) - 1)
+    for t in range(n_dates):
+        m = kept[t]
+        if not row_mask[t] or counts[t] < min_names or m < min_names:
+            continue
+        bits = factor[t].view(np.uint64)
+        for j in range(m):
+            n = np.int64(words[t, j] & position_mask)
+            order[j] = n
+            keys[j] = _order_key(bits[n])
+        if low[t] > 0:
+            _finish_order(keys, order, m, low[t])
+        if missed[t] == 0:
+            out[t] = _spearman_from_order(keys, order, centered[t], sum_sq[t], m, scratch)
         else:
-            out[t] = _spearman_date(factor[t], label[t], min_names, xs, ys, cy, ws)
+            syy = _ranks_over_kept(label[t], names_by_value[t], counts[t], factor[t], kept_names, reranked)
+            out[t] = _spearman_from_order(keys, order, reranked, syy, m, scratch)
     return out
 
 
@@ -680,39 +784,43 @@ def rank_ic(factor: np.ndarray, label: np.ndarray, min_names: int = 10, rows: Ro
 class LabelRanks:
     """A label ranked once per date, reused to score many factors against it (`rank_ic_fast`)."""
 
-    label: np.ndarray  # (T, N) the label, re-ranked on dates where a factor misses label names
+    label: np.ndarray  # (T, N) the label, re-ranked over the common names where a factor misses some
     row_mask: np.ndarray  # (T,) dates to score
     centered: np.ndarray  # (T, N) average rank minus the date's mean rank; NaN where invalid
     sum_sq: np.ndarray  # (T,) sum of centered**2 per date
     counts: np.ndarray  # (T,) valid label names per date
+    names_by_value: np.ndarray  # (T, N) int32: per date, the valid names in ascending label order
 
 
 def prepare_label(label: np.ndarray, rows: Rows = None) -> LabelRanks:
     """Rank the label once for `rank_ic_fast` (only the dates in ``rows``)."""
     label = _panel(label, "label")
     mask = _row_mask(rows, label.shape[0])
-    centered, sum_sq, counts = _centered_rank_panel(label, mask)
-    return LabelRanks(label, mask, centered, sum_sq, counts)
+    centered, sum_sq, counts, names_by_value = _centered_rank_panel(label, mask)
+    return LabelRanks(label, mask, centered, sum_sq, counts, names_by_value)
 
 
 def rank_ic_fast(factor: np.ndarray, prepared: LabelRanks, min_names: int = 10) -> np.ndarray:
     """`rank_ic(factor, label, min_names, rows)` for a prepared label: bit-identical, faster.
 
-    Dates where the factor is valid on every valid label name reuse the label's ranks; where
-    it misses a few of them the label's ranks are adjusted for the missing names, otherwise
-    the label is re-ranked over the common names.
+    Each date's factor values are ordered by numpy's sort of 32-bit words (a window of the
+    value's sort key and its column), finished on the full keys where the window ties. Dates
+    where the factor is valid on every valid label name reuse the label's ranks; elsewhere the
+    label is re-ranked over the common names by walking its stored order (no second sort).
     """
     factor = _panel(factor, "factor")
     _same_shape(factor, prepared.label, "factor and prepared label")
-    return _rank_ic_prepared_core(
-        factor,
-        prepared.label,
-        prepared.row_mask,
-        prepared.centered,
-        prepared.sum_sq,
-        prepared.counts,
-        _check_min_names(min_names),
+    min_names = _check_min_names(min_names)
+    position_bits = max(1, factor.shape[1].bit_length())
+    words, low, kept, missed = _pack_factor_words(
+        factor, prepared.centered, prepared.row_mask, prepared.counts, min_names, position_bits
     )
+    words.sort(axis=1)  # numpy's SIMD sort of 32-bit words: several times faster than 64-bit keys
+    label_ranks = (
+        prepared.label, prepared.row_mask, prepared.centered, prepared.sum_sq, prepared.counts,
+        prepared.names_by_value,
+    )  # fmt: skip
+    return _rank_ic_from_words(words, low, kept, missed, factor, label_ranks, position_bits, min_names)
 
 
 def ic_stats(series: np.ndarray, annualize: float | None = None, rows: Rows = None) -> dict:
@@ -761,7 +869,7 @@ def rank_autocorrelation(factor: np.ndarray, lag: int = 1, rows: Rows = None) ->
     if int(lag) != lag or lag < 1:
         raise ValueError(f"lag must be an integer >= 1, got {lag!r}")
     mask = _row_mask(rows, factor.shape[0])
-    centered, _, counts = _centered_rank_panel(factor, mask)
+    centered, _, counts, _ = _centered_rank_panel(factor, mask)
     return _rank_autocorr_core(centered, counts, mask, int(lag))
 
 

@@ -242,6 +242,24 @@ def test_rank_ic_fast_when_the_factor_misses_some_label_names(rng) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("n_names", [2, 511, 512, 700])
+def test_rank_ic_fast_orders_near_ties_like_scipy(rng, n_names) -> None:
+    """Values that tie on the top bits of their sort key (price differences with rounding
+    noise, a long run of values 2**-50 apart, extremes and signed zeros) are ordered exactly."""
+    cents = rng.integers(-30, 30, n_names) * 0.01
+    noisy_cents = (100.0 + cents) - 100.0  # 0.01 * k with float noise: near-ties, exact ties
+    long_run = 1.0 + rng.permutation(n_names) * 2.0**-50
+    special = np.resize([-1e300, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1e-300, 1.0, 1e300, np.nan], n_names)
+    factor = np.vstack([noisy_cents, long_run, -long_run, special, rng.standard_normal(n_names)])
+    label = np.round(rng.standard_normal(factor.shape), 1)
+    label[:, 0] = np.nan  # a label name the factor keeps is dropped
+    factor[2, -1] = np.nan  # a factor name the label keeps is missing
+    got = rank_ic_fast(factor, prepare_label(label), min_names=2)
+    expected = scipy_corr_per_date(factor, label, 2, stats.spearmanr)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got, rank_ic(factor, label, min_names=2))
+
+
 def test_rank_ic_fast_on_awkward_dates_equals_rank_ic(awkward) -> None:
     factor, label = awkward
     np.testing.assert_array_equal(rank_ic_fast(factor, prepare_label(label)), rank_ic(factor, label))
