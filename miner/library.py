@@ -45,9 +45,11 @@ import json
 import keyword
 import math
 import re
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -972,6 +974,9 @@ class FactorLibrary:
         new (or stale) date on and write the values computed on a window that starts its chained
         history (`chained_history`) earlier; the factors it reads are evaluated on the same window
         and passed to it as panels. The result equals a full recomputation exactly.
+
+        The transactions run in order on one writer thread while this thread computes the next
+        factors (`_write_in_order`); a failed write stops the later ones.
         """
         self._require_writable("update")
         with self._market() as market:
@@ -992,16 +997,42 @@ class FactorLibrary:
             reach = chained_history(sequence, trees, {fid: records[fid].dependencies for fid in sequence})
             origin = max(0, min(starts[fid] - reach[fid] for fid in plan))
             window = market.window(origin, market.dates.size, minute=any(map(reads_intraday, trees.values())))
-            evaluator = Evaluator(window)
-            results = []
-            for fid in sequence:
-                panel = self._evaluate(fid, trees[fid], evaluator)
-                if fid in starts:
-                    results.append(
-                        self._write_update(records[fid], panel, window, starts[fid] - origin, snapshot)
-                    )
-                evaluator.extra[fid] = panel
-        return results
+            panels = self._evaluate_in_order(sequence, trees, Evaluator(window))
+            return self._write_in_order(
+                ((records[fid], panel, starts[fid] - origin) for fid, panel in panels if fid in starts),
+                window,
+                snapshot,
+            )
+
+    def _evaluate_in_order(
+        self, sequence: Sequence[str], trees: Mapping[str, Node], evaluator: Evaluator
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """Each factor's panel in turn; a factor reads the panels of those before it."""
+        for fid in sequence:
+            panel = self._evaluate(fid, trees[fid], evaluator)
+            evaluator.extra[fid] = panel
+            yield fid, panel
+
+    def _write_in_order(
+        self, work: Iterable[tuple[FactorRecord, np.ndarray, int]], window: MarketData, snapshot: dt.datetime
+    ) -> list[UpdateResult]:
+        """`_write_update` for each (record, panel, first row), in order, on one writer thread
+        while this thread produces the next (kernels and DuckDB release the GIL). A failed write
+        skips the later ones; a failure producing work lets the queued writes finish first."""
+        failed = threading.Event()
+
+        def write(record: FactorRecord, panel: np.ndarray, first_row: int) -> UpdateResult | None:
+            if failed.is_set():
+                return None
+            try:
+                return self._write_update(record, panel, window, first_row, snapshot)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-writer") as writer:
+            writes = [writer.submit(write, *item) for item in work]
+        return [result for result in (w.result() for w in writes) if result is not None]
 
     def _write_update(
         self,

@@ -611,6 +611,57 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
+def computed_through(lib: FactorLibrary) -> dict[str, object]:
+    return lib.list_factors().set_index("factor_id")["computed_through"].to_dict()
+
+
+def test_a_failed_write_or_computation_stops_the_update_and_the_next_update_completes_it(
+    tmp_path, monkeypatch
+):
+    """Writes run on a writer thread while later factors compute: a failed write skips every later
+    write, a failed computation lets the writes queued before it land; either way the next update
+    finishes the job and the values equal a full recomputation."""
+    factors = {
+        "a": "rank(delta(close, 5))",
+        "b": "ts_std(returns, 10)",
+        "c": "a * b",
+        "d": "ts_mean(close, 3)",
+    }
+    original_insert, original_evaluate = library_module._insert_values, Evaluator.evaluate
+
+    def insert_failing_for_c(con, factor_id, values):
+        if factor_id == "c":
+            raise RuntimeError("disk on fire")
+        original_insert(con, factor_id, values)
+
+    def evaluate_failing_for_d(self, formula):
+        if to_string(formula) == "ts_mean(close, 3)":
+            raise FormulaError("kernel exploded")
+        return original_evaluate(self, formula)
+
+    last, new_day = pd.Timestamp(DATES[50]).date(), pd.Timestamp(DATES[51]).date()
+    with open_with_dates(tmp_path / "lib.duckdb", 51) as lib:
+        for factor_id, formula in factors.items():
+            lib.register_factor(factor_id, formula)
+        lib.market_store.import_frame(rows_between(51, 52), source="one day")
+        monkeypatch.setattr(library_module, "_insert_values", insert_failing_for_c)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            lib.update()
+        assert computed_through(lib) == {"a": new_day, "b": new_day, "c": last, "d": last}
+        monkeypatch.setattr(library_module, "_insert_values", original_insert)
+        monkeypatch.setattr(Evaluator, "evaluate", evaluate_failing_for_d)
+        with pytest.raises(LibraryError, match="factor 'd': kernel exploded"):
+            lib.update()
+        assert computed_through(lib) == {"a": new_day, "b": new_day, "c": new_day, "d": last}
+        monkeypatch.undo()
+        assert [r.factor_id for r in lib.update()] == ["d"]
+        for factor_id in factors:
+            assert_same(
+                lib.get_factor(factor_id).to_numpy(), full_values(lib.market_store, factors, factor_id)
+            )
+        assert lib.check().ok
+
+
 def test_a_process_killed_during_update_leaves_the_library_consistent(tmp_path):
     path = tmp_path / "lib.duckdb"
     factors = {
