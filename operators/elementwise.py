@@ -1,9 +1,12 @@
 """Elementwise operators: arithmetic, comparisons, logic and pointwise functions.
 
-Every kernel is a numba ufunc behind a thin wrapper, so a SERIES argument may also be a plain
-number (`close - 1`) and mixed calls broadcast to (T, N); a call on numbers alone returns a float.
-The commonest panel calls (arithmetic with a number, powers by a number) take one-pass numba
-loops over the same scalar functions instead, which are faster than numpy's ufunc broadcasting.
+Each operator is one scalar rule (`_binary_value`, `_unary_value`, `_checked_value`, `_where_value`)
+applied by a numba loop over flat arrays. A SERIES argument may also be a plain number
+(`close - 1`): a number stands for every cell, panels of different shapes broadcast, and a call on
+numbers alone returns a Python float. The loop functions hold one loop per operator, so that in
+each the rule is a constant and the loop vectorises; they are plain jitted functions, which load
+from numba's cache in milliseconds (a numba ufunc compiles its wrapper anew in every process,
+~50 ms each, and every scoring worker would pay that).
 No result is ever infinite: an infinite or undefined value is NaN, and a NaN input gives NaN
 (except `where`, whose unchosen branch does not matter). Comparisons and logic return 1.0 / 0.0;
 a number is true when it is non-zero.
@@ -12,10 +15,10 @@ a number is true when it is non-zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-from numba import njit, vectorize
+from numba import njit, types
+from numba.extending import overload
 
 from operators.registry import Arg, operator
 
@@ -26,83 +29,47 @@ FAMILY = "elementwise"
 
 Operand = np.ndarray | float
 
-_UNARY = ["float64(float64)"]
-_BINARY = ["float64(float64, float64)"]
-_TERNARY = ["float64(float64, float64, float64)"]
+_JIT = {"cache": True, "nogil": True}
 
-
-class _LazyUfunc:
-    """A numba ufunc built (or loaded from numba's on-disk cache) on its first call rather than
-    at import: every scoring worker imports this module, and most formulas use few of them."""
-
-    def __init__(self, signatures: list[str], scalar_function: Callable[..., float]) -> None:
-        self._signatures = signatures
-        self._scalar_function = scalar_function
-        self._ufunc: np.ufunc | None = None
-
-    def __call__(self, *args: Operand) -> Operand:
-        if self._ufunc is None:
-            self._ufunc = vectorize(self._signatures, cache=True)(self._scalar_function)
-        return self._ufunc(*args)
-
-
-def _lazy_ufunc(signatures: list[str]) -> Callable[[Callable[..., float]], _LazyUfunc]:
-    return lambda scalar_function: _LazyUfunc(signatures, scalar_function)
-
+_ADD, _SUB, _MUL, _DIV, _LT, _LE, _GT, _GE, _EQ, _NE, _AND, _OR, _MAX, _MIN = range(14)
+_NEG, _ABS, _SIGN, _LOG, _SLOG, _SQRT, _INV, _NOT = range(8)
+_POWER, _SIGNED_POWER = range(2)
 
 _X = Arg.series("x", scalar_ok=True)
 _Y = Arg.series("y", scalar_ok=True)
 
 
-def _apply(ufunc: _LazyUfunc, *args: Operand) -> Operand:
-    """Run a ufunc quietly; a result from numbers alone comes back as a Python float.
-
-    Arithmetic between a panel and a number runs in `_with_number`. Otherwise a number mixed
-    with panels is passed as one row of copies: a numba ufunc loop is only fast when every
-    operand steps contiguously, and a bare number would be a stride-0 operand.
-    """
-    codes = _WITH_NUMBER.get(ufunc)
-    if codes is not None:
-        x, y = args
-        if _is_panel(x) and isinstance(y, float):
-            return _with_number(codes[0], x, y)
-        if isinstance(x, float) and _is_panel(y):
-            return _with_number(codes[1], y, x)
-    shapes = [a.shape for a in args if isinstance(a, np.ndarray)]
-    if shapes and len(shapes) < len(args):
-        row_shape = np.broadcast_shapes(*shapes)[-1:]
-        args = tuple(a if isinstance(a, np.ndarray) else np.full(row_shape, a) for a in args)
-    with np.errstate(all="ignore"):
-        out = ufunc(*args)
-    return out if isinstance(out, np.ndarray) else float(out)
+# --- scalar rules ------------------------------------------------------------------------
 
 
-def _is_panel(value: Operand) -> bool:
-    return isinstance(value, np.ndarray) and value.flags.c_contiguous and value.dtype == np.float64
+def _item(values, i):
+    """values[i] of a flat array, or the number itself: jitted code only (see the overload)."""
+    raise NotImplementedError("_item is only callable from numba-compiled code")
 
 
-def _numpy_power(x: np.ndarray, e: Operand) -> np.ndarray:
-    """x ** e by numpy's `**` (vectorised pow, with fast squares and roots for a number e)."""
-    with np.errstate(all="ignore"):
-        return x**e
+@overload(_item, inline="always")
+def _item_overload(values, i):
+    if isinstance(values, types.Array):
+        return lambda values, i: values[i]
+    return lambda values, i: values
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _finite(value: float) -> float:
     return np.nan if math.isinf(value) else value
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _is_nan(value: float) -> bool:
     return value != value
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _truth(flag: bool) -> float:
     return 1.0 if flag else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _sign_of(x: float) -> float:
     if _is_nan(x):
         return np.nan
@@ -113,71 +80,70 @@ def _sign_of(x: float) -> float:
     return 0.0
 
 
-# --- arithmetic --------------------------------------------------------------------------
-
-
-@_lazy_ufunc(_BINARY)
-def _add(x, y):
-    return _finite(x + y)
-
-
-@_lazy_ufunc(_BINARY)
-def _sub(x, y):
-    return _finite(x - y)
-
-
-@_lazy_ufunc(_BINARY)
-def _mul(x, y):
-    return _finite(x * y)
-
-
-@njit(cache=True, nogil=True)
-def _quotient(x: float, y: float) -> float:
-    if _is_nan(x) or _is_nan(y) or abs(y) < DIV_EPSILON:
-        return np.nan
-    return _finite(x / y)
-
-
-@_lazy_ufunc(_BINARY)
-def _div(x, y):
-    return _quotient(x, y)
-
-
-# what `_with_number` computes: panel <op> number, or number <op> panel for the R- codes
-_ADD, _SUB, _RSUB, _MUL, _DIV, _RDIV = range(6)
-
-
-@njit(cache=True, nogil=True)
-def _with_number(op, panel, number):
-    """One arithmetic op between a C-contiguous panel and a number, in one vectorised pass."""
-    out = np.empty(panel.shape)
-    values, result = panel.ravel(), out.ravel()
+@njit(**_JIT)
+def _binary_value(op: int, x: float, y: float) -> float:
     if op == _ADD:
-        for i in range(values.size):
-            result[i] = _finite(values[i] + number)
-    elif op == _SUB:
-        for i in range(values.size):
-            result[i] = _finite(values[i] - number)
-    elif op == _RSUB:
-        for i in range(values.size):
-            result[i] = _finite(number - values[i])
-    elif op == _MUL:
-        for i in range(values.size):
-            result[i] = _finite(values[i] * number)
-    elif op == _DIV:
-        for i in range(values.size):
-            result[i] = _quotient(values[i], number)
-    else:
-        for i in range(values.size):
-            result[i] = _quotient(number, values[i])
-    return out
+        return _finite(x + y)
+    if op == _SUB:
+        return _finite(x - y)
+    if op == _MUL:
+        return _finite(x * y)
+    if op == _DIV:
+        if _is_nan(x) or _is_nan(y) or abs(y) < DIV_EPSILON:
+            return np.nan
+        return _finite(x / y)
+    if _is_nan(x) or _is_nan(y):
+        return np.nan
+    if op == _LT:
+        return _truth(x < y)
+    if op == _LE:
+        return _truth(x <= y)
+    if op == _GT:
+        return _truth(x > y)
+    if op == _GE:
+        return _truth(x >= y)
+    if op == _EQ:
+        return _truth(x == y)
+    if op == _NE:
+        return _truth(x != y)
+    if op == _AND:
+        return _truth(x != 0.0 and y != 0.0)
+    if op == _OR:
+        return _truth(x != 0.0 or y != 0.0)
+    if op == _MAX:
+        return _finite(x if x >= y else y)
+    return _finite(x if x <= y else y)
 
 
-@njit(cache=True, nogil=True)
-def _power_of(x: float, e: float, raw: float) -> float:
-    """`raw` = x ** e (computed elsewhere), or NaN where x ** e is undefined or infinite."""
+@njit(**_JIT)
+def _unary_value(op: int, x: float) -> float:
+    if op == _NEG:
+        return _finite(-x)
+    if op == _ABS:
+        return _finite(abs(x))
+    if op == _SIGN:
+        return _sign_of(x)
+    if op == _LOG:
+        return _finite(math.log(x)) if x > 0.0 else np.nan
+    if op == _SLOG:
+        return _finite(_sign_of(x) * math.log1p(abs(x)))
+    if op == _SQRT:
+        return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
+    if op == _INV:
+        if _is_nan(x) or abs(x) < DIV_EPSILON:
+            return np.nan
+        return _finite(1.0 / x)
+    return np.nan if _is_nan(x) else _truth(x == 0.0)
+
+
+@njit(**_JIT)
+def _checked_value(op: int, x: float, e: float, raw: float) -> float:
+    """x ** e (`_POWER`) or sign(x) * |x| ** e (`_SIGNED_POWER`), given raw = x ** e or |x| ** e
+    computed by numpy; NaN where undefined or infinite."""
     if _is_nan(x) or _is_nan(e):
         return np.nan
+    if op == _SIGNED_POWER:
+        return _finite(_sign_of(x) * _finite(raw))
     if x == 0.0 and e < 0.0:
         return np.nan
     if x < 0.0 and e != np.floor(e):  # math.floor would go through int64 and overflow
@@ -185,53 +151,185 @@ def _power_of(x: float, e: float, raw: float) -> float:
     return _finite(raw)
 
 
-@_lazy_ufunc(_TERNARY)
-def _checked_power(x, e, raw):
-    return _power_of(x, e, raw)
+@njit(**_JIT)
+def _where_value(c: float, a: float, b: float) -> float:
+    if _is_nan(c):
+        return np.nan
+    return _finite(a if c != 0.0 else b)
 
 
-@njit(cache=True, nogil=True)
-def _panel_power(x, e, raw):
-    """`_power_of` over a C-contiguous panel and a number e, in one pass; raw = x ** e from
-    numpy (overwritten with the result), or None when e is 2 (squared here)."""
-    out = np.empty(x.shape) if raw is None else raw
-    flat_x, flat_out = x.ravel(), out.ravel()
-    if raw is None:
-        for i in range(flat_x.size):
-            flat_out[i] = _power_of(flat_x[i], e, flat_x[i] * flat_x[i])
+# --- loops: one per rule, so that each vectorises -----------------------------------------
+
+
+@njit(**_JIT)
+def _binary_loop(op, x, y, out):
+    """out[i] = op(x[i], y[i]) over flat arrays (a number stands for every i)."""
+    n = out.size
+    if op == _ADD:
+        for i in range(n):
+            out[i] = _binary_value(_ADD, _item(x, i), _item(y, i))
+    elif op == _SUB:
+        for i in range(n):
+            out[i] = _binary_value(_SUB, _item(x, i), _item(y, i))
+    elif op == _MUL:
+        for i in range(n):
+            out[i] = _binary_value(_MUL, _item(x, i), _item(y, i))
+    elif op == _DIV:
+        for i in range(n):
+            out[i] = _binary_value(_DIV, _item(x, i), _item(y, i))
+    elif op == _LT:
+        for i in range(n):
+            out[i] = _binary_value(_LT, _item(x, i), _item(y, i))
+    elif op == _LE:
+        for i in range(n):
+            out[i] = _binary_value(_LE, _item(x, i), _item(y, i))
+    elif op == _GT:
+        for i in range(n):
+            out[i] = _binary_value(_GT, _item(x, i), _item(y, i))
+    elif op == _GE:
+        for i in range(n):
+            out[i] = _binary_value(_GE, _item(x, i), _item(y, i))
+    elif op == _EQ:
+        for i in range(n):
+            out[i] = _binary_value(_EQ, _item(x, i), _item(y, i))
+    elif op == _NE:
+        for i in range(n):
+            out[i] = _binary_value(_NE, _item(x, i), _item(y, i))
+    elif op == _AND:
+        for i in range(n):
+            out[i] = _binary_value(_AND, _item(x, i), _item(y, i))
+    elif op == _OR:
+        for i in range(n):
+            out[i] = _binary_value(_OR, _item(x, i), _item(y, i))
+    elif op == _MAX:
+        for i in range(n):
+            out[i] = _binary_value(_MAX, _item(x, i), _item(y, i))
     else:
-        for i in range(flat_x.size):
-            flat_out[i] = _power_of(flat_x[i], e, flat_out[i])
-    return out
+        for i in range(n):
+            out[i] = _binary_value(_MIN, _item(x, i), _item(y, i))
 
 
-@_lazy_ufunc(_UNARY)
-def _neg(x):
-    return _finite(-x)
+@njit(**_JIT)
+def _unary_loop(op, x, out):
+    """out[i] = op(x[i]) over flat arrays."""
+    n = out.size
+    if op == _NEG:
+        for i in range(n):
+            out[i] = _unary_value(_NEG, x[i])
+    elif op == _ABS:
+        for i in range(n):
+            out[i] = _unary_value(_ABS, x[i])
+    elif op == _SIGN:
+        for i in range(n):
+            out[i] = _unary_value(_SIGN, x[i])
+    elif op == _LOG:
+        for i in range(n):
+            out[i] = _unary_value(_LOG, x[i])
+    elif op == _SLOG:
+        for i in range(n):
+            out[i] = _unary_value(_SLOG, x[i])
+    elif op == _SQRT:
+        for i in range(n):
+            out[i] = _unary_value(_SQRT, x[i])
+    elif op == _INV:
+        for i in range(n):
+            out[i] = _unary_value(_INV, x[i])
+    else:
+        for i in range(n):
+            out[i] = _unary_value(_NOT, x[i])
 
 
-_WITH_NUMBER = {_add: (_ADD, _ADD), _sub: (_SUB, _RSUB), _mul: (_MUL, _MUL), _div: (_DIV, _RDIV)}
-"""ufunc -> the `_with_number` op codes for (panel, number) and (number, panel)."""
+@njit(**_JIT)
+def _checked_loop(op, x, e, raw, out):
+    """out[i] = `_checked_value`(op, x[i], e[i], raw[i]) over flat arrays (e may be a number)."""
+    if op == _POWER:
+        for i in range(out.size):
+            out[i] = _checked_value(_POWER, x[i], _item(e, i), raw[i])
+    else:
+        for i in range(out.size):
+            out[i] = _checked_value(_SIGNED_POWER, x[i], _item(e, i), raw[i])
+
+
+@njit(**_JIT)
+def _where_loop(c, a, b, out):
+    """out[i] = `_where_value`(c[i], a[i], b[i]) over flat arrays (a number stands for every i)."""
+    for i in range(out.size):
+        out[i] = _where_value(_item(c, i), _item(a, i), _item(b, i))
+
+
+# --- calling the loops -------------------------------------------------------------------
+
+
+def _flat_operands(*args: Operand) -> tuple[tuple[np.ndarray | float, ...], tuple[int, ...]]:
+    """The arguments as flat C-contiguous float64 arrays of one common size (numbers stay numbers,
+    except when all of them are: then 1-element arrays), and the shape of the result."""
+    shapes = [np.shape(a) for a in args if isinstance(a, np.ndarray)]
+    if not shapes:
+        return tuple(np.array([a], dtype=np.float64) for a in args), ()
+    shape = np.broadcast_shapes(*shapes)
+    return tuple(_flat(a, shape) if isinstance(a, np.ndarray) else float(a) for a in args), shape
+
+
+def _flat(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The array broadcast to ``shape``, C-contiguous float64, flat (no copy when it already is)."""
+    full = array if array.shape == shape else np.broadcast_to(array, shape)
+    return np.ascontiguousarray(full, dtype=np.float64).ravel()
+
+
+def _result(out: np.ndarray, shape: tuple[int, ...]) -> Operand:
+    """The loop's flat output in the result's shape; a Python float for numbers alone."""
+    return float(out[0]) if shape == () else out.reshape(shape)
+
+
+def _binary(op: int, x: Operand, y: Operand) -> Operand:
+    (fx, fy), shape = _flat_operands(x, y)
+    out = np.empty(math.prod(shape))
+    _binary_loop(op, fx, fy, out)
+    return _result(out, shape)
+
+
+def _unary(op: int, x: Operand) -> Operand:
+    (fx,), shape = _flat_operands(x)
+    out = np.empty(math.prod(shape))
+    _unary_loop(op, fx, out)
+    return _result(out, shape)
+
+
+def _numpy_power(x: Operand, e: Operand) -> np.ndarray:
+    """x ** e by numpy's `**` (vectorised pow, with fast squares and roots for a number e)."""
+    with np.errstate(all="ignore"):
+        return np.asarray(np.asarray(x, dtype=np.float64) ** e, dtype=np.float64)
+
+
+def _checked(op: int, x: Operand, e: Operand, raw: np.ndarray) -> Operand:
+    """`_checked_loop` over x, e and raw (= x ** e or |x| ** e), broadcast to one shape."""
+    (fx, fe, fraw), shape = _flat_operands(np.asarray(x, dtype=np.float64), e, raw)
+    out = np.empty(math.prod(shape))
+    _checked_loop(op, fx, fe, fraw, out)
+    return _result(out, shape)
+
+
+# --- arithmetic --------------------------------------------------------------------------
 
 
 @operator("add", _X, _Y, family=FAMILY, commutative=True, infix="+", doc="x + y")
 def add(x: Operand, y: Operand) -> Operand:
-    return _apply(_add, x, y)
+    return _binary(_ADD, x, y)
 
 
 @operator("sub", _X, _Y, family=FAMILY, infix="-", doc="x - y")
 def sub(x: Operand, y: Operand) -> Operand:
-    return _apply(_sub, x, y)
+    return _binary(_SUB, x, y)
 
 
 @operator("mul", _X, _Y, family=FAMILY, commutative=True, infix="*", doc="x * y")
 def mul(x: Operand, y: Operand) -> Operand:
-    return _apply(_mul, x, y)
+    return _binary(_MUL, x, y)
 
 
 @operator("div", _X, _Y, family=FAMILY, infix="/", doc="x / y; NaN where |y| < 1e-12")
 def div(x: Operand, y: Operand) -> Operand:
-    return _apply(_div, x, y)
+    return _binary(_DIV, x, y)
 
 
 @operator(
@@ -243,243 +341,111 @@ def div(x: Operand, y: Operand) -> Operand:
     doc="x ** e; NaN where undefined (negative base with non-integer e, 0 ** negative e)",
 )
 def power(x: Operand, e: Operand) -> Operand:
-    if _is_panel(x) and not isinstance(e, np.ndarray):
-        return _panel_power(x, float(e), None if e == 2.0 else _numpy_power(x, e))
-    return _apply(_checked_power, x, e, _numpy_power(np.asarray(x), e))
+    return _checked(_POWER, x, e, _numpy_power(x, e))
 
 
 @operator("neg", _X, family=FAMILY, infix="-", doc="-x")
 def neg(x: Operand) -> Operand:
-    if _is_panel(x):
-        return _with_number(_MUL, x, -1.0)  # exactly -x, in the faster one-pass loop
-    return _apply(_neg, x)
+    return _unary(_NEG, x)
 
 
 # --- comparisons -------------------------------------------------------------------------
 
 
-@_lazy_ufunc(_BINARY)
-def _lt(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x < y)
-
-
-@_lazy_ufunc(_BINARY)
-def _le(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x <= y)
-
-
-@_lazy_ufunc(_BINARY)
-def _gt(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x > y)
-
-
-@_lazy_ufunc(_BINARY)
-def _ge(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x >= y)
-
-
-@_lazy_ufunc(_BINARY)
-def _eq(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x == y)
-
-
-@_lazy_ufunc(_BINARY)
-def _ne(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != y)
-
-
 @operator("lt", _X, _Y, family=FAMILY, infix="<", doc="1.0 where x < y, else 0.0")
 def lt(x: Operand, y: Operand) -> Operand:
-    return _apply(_lt, x, y)
+    return _binary(_LT, x, y)
 
 
 @operator("le", _X, _Y, family=FAMILY, infix="<=", doc="1.0 where x <= y, else 0.0")
 def le(x: Operand, y: Operand) -> Operand:
-    return _apply(_le, x, y)
+    return _binary(_LE, x, y)
 
 
 @operator("gt", _X, _Y, family=FAMILY, infix=">", doc="1.0 where x > y, else 0.0")
 def gt(x: Operand, y: Operand) -> Operand:
-    return _apply(_gt, x, y)
+    return _binary(_GT, x, y)
 
 
 @operator("ge", _X, _Y, family=FAMILY, infix=">=", doc="1.0 where x >= y, else 0.0")
 def ge(x: Operand, y: Operand) -> Operand:
-    return _apply(_ge, x, y)
+    return _binary(_GE, x, y)
 
 
 @operator("eq", _X, _Y, family=FAMILY, commutative=True, infix="==", doc="1.0 where x == y, else 0.0")
 def eq(x: Operand, y: Operand) -> Operand:
-    return _apply(_eq, x, y)
+    return _binary(_EQ, x, y)
 
 
 @operator("ne", _X, _Y, family=FAMILY, commutative=True, infix="!=", doc="1.0 where x != y, else 0.0")
 def ne(x: Operand, y: Operand) -> Operand:
-    return _apply(_ne, x, y)
+    return _binary(_NE, x, y)
 
 
 # --- logic -------------------------------------------------------------------------------
 
 
-@_lazy_ufunc(_BINARY)
-def _and(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != 0.0 and y != 0.0)
-
-
-@_lazy_ufunc(_BINARY)
-def _or(x, y):
-    return np.nan if _is_nan(x) or _is_nan(y) else _truth(x != 0.0 or y != 0.0)
-
-
-@_lazy_ufunc(_UNARY)
-def _not(x):
-    return np.nan if _is_nan(x) else _truth(x == 0.0)
-
-
 @operator("and_", _X, _Y, family=FAMILY, commutative=True, infix="&", doc="1.0 where x and y are non-zero")
 def and_(x: Operand, y: Operand) -> Operand:
-    return _apply(_and, x, y)
+    return _binary(_AND, x, y)
 
 
 @operator("or_", _X, _Y, family=FAMILY, commutative=True, infix="|", doc="1.0 where x or y is non-zero")
 def or_(x: Operand, y: Operand) -> Operand:
-    return _apply(_or, x, y)
+    return _binary(_OR, x, y)
 
 
 @operator("not_", _X, family=FAMILY, infix="~", doc="1.0 where x is zero, else 0.0")
 def not_(x: Operand) -> Operand:
-    return _apply(_not, x)
+    return _unary(_NOT, x)
 
 
 # --- pointwise functions -----------------------------------------------------------------
 
 
-@_lazy_ufunc(_UNARY)
-def _abs(x):
-    return _finite(abs(x))
-
-
-@_lazy_ufunc(_UNARY)
-def _sign(x):
-    return _sign_of(x)
-
-
-@_lazy_ufunc(_UNARY)
-def _log(x):
-    return _finite(math.log(x)) if x > 0.0 else np.nan
-
-
-@_lazy_ufunc(_UNARY)
-def _slog(x):
-    return _finite(_sign_of(x) * math.log1p(abs(x)))
-
-
-@_lazy_ufunc(_UNARY)
-def _sqrt(x):
-    return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
-
-
-@njit(cache=True, nogil=True)
-def _signed_power_of(x: float, e: float, magnitude: float) -> float:
-    """sign(x) * `magnitude` (= |x| ** e, computed elsewhere); NaN where undefined or infinite."""
-    if _is_nan(x) or _is_nan(e):
-        return np.nan
-    return _finite(_sign_of(x) * _finite(magnitude))
-
-
-@_lazy_ufunc(_TERNARY)
-def _signed(x, e, magnitude):
-    return _signed_power_of(x, e, magnitude)
-
-
-@njit(cache=True, nogil=True)
-def _panel_signed_power(x, e, magnitude):
-    """`_signed_power_of` over a C-contiguous panel and a number e, in one pass; magnitude =
-    |x| ** e from numpy (overwritten with the result), or None when e is 2 (squared here)."""
-    out = np.empty(x.shape) if magnitude is None else magnitude
-    flat_x, flat_out = x.ravel(), out.ravel()
-    if magnitude is None:
-        for i in range(flat_x.size):
-            flat_out[i] = _signed_power_of(flat_x[i], e, flat_x[i] * flat_x[i])
-    else:
-        for i in range(flat_x.size):
-            flat_out[i] = _signed_power_of(flat_x[i], e, flat_out[i])
-    return out
-
-
-@_lazy_ufunc(_UNARY)
-def _inv(x):
-    if _is_nan(x) or abs(x) < DIV_EPSILON:
-        return np.nan
-    return _finite(1.0 / x)
-
-
-@_lazy_ufunc(_BINARY)
-def _max(x, y):
-    if _is_nan(x) or _is_nan(y):
-        return np.nan
-    return _finite(x if x >= y else y)
-
-
-@_lazy_ufunc(_BINARY)
-def _min(x, y):
-    if _is_nan(x) or _is_nan(y):
-        return np.nan
-    return _finite(x if x <= y else y)
-
-
-@_lazy_ufunc(_TERNARY)
-def _where(c, a, b):
-    if _is_nan(c):
-        return np.nan
-    return _finite(a if c != 0.0 else b)
-
-
 @operator("abs", _X, family=FAMILY, doc="|x|")
 def absolute(x: Operand) -> Operand:
-    return _apply(_abs, x)
+    return _unary(_ABS, x)
 
 
 @operator("sign", _X, family=FAMILY, doc="-1, 0 or 1 by the sign of x")
 def sign(x: Operand) -> Operand:
-    return _apply(_sign, x)
+    return _unary(_SIGN, x)
 
 
 @operator("log", _X, family=FAMILY, doc="natural log; NaN for x <= 0")
 def log(x: Operand) -> Operand:
-    return _apply(_log, x)
+    return _unary(_LOG, x)
 
 
 @operator("slog", _X, family=FAMILY, doc="signed log: sign(x) * log(1 + |x|)")
 def slog(x: Operand) -> Operand:
-    return _apply(_slog, x)
+    return _unary(_SLOG, x)
 
 
 @operator("sqrt", _X, family=FAMILY, doc="square root; NaN for x < 0")
 def sqrt(x: Operand) -> Operand:
-    return _apply(_sqrt, x)
+    return _unary(_SQRT, x)
 
 
 @operator("signed_power", _X, Arg.const("e"), family=FAMILY, doc="sign(x) * |x| ** e (keeps the sign)")
 def signed_power(x: Operand, e: float) -> Operand:
-    if _is_panel(x):
-        return _panel_signed_power(x, float(e), None if e == 2.0 else _numpy_power(np.abs(x), e))
-    return _apply(_signed, x, e, _numpy_power(np.abs(x), e))
+    return _checked(_SIGNED_POWER, x, e, _numpy_power(np.abs(x), e))
 
 
 @operator("inv", _X, family=FAMILY, doc="1 / x; NaN where |x| < 1e-12")
 def inv(x: Operand) -> Operand:
-    return _apply(_inv, x)
+    return _unary(_INV, x)
 
 
 @operator("max", _X, _Y, family=FAMILY, commutative=True, doc="the larger of x and y")
 def maximum(x: Operand, y: Operand) -> Operand:
-    return _apply(_max, x, y)
+    return _binary(_MAX, x, y)
 
 
 @operator("min", _X, _Y, family=FAMILY, commutative=True, doc="the smaller of x and y")
 def minimum(x: Operand, y: Operand) -> Operand:
-    return _apply(_min, x, y)
+    return _binary(_MIN, x, y)
 
 
 @operator(
@@ -491,4 +457,7 @@ def minimum(x: Operand, y: Operand) -> Operand:
     doc="a where c is non-zero, b where c is zero, NaN where c is NaN",
 )
 def where(c: Operand, a: Operand, b: Operand) -> Operand:
-    return _apply(_where, c, a, b)
+    flat, shape = _flat_operands(c, a, b)
+    out = np.empty(math.prod(shape))
+    _where_loop(*flat, out)
+    return _result(out, shape)
