@@ -241,8 +241,16 @@ def _unary_loop(op, x, out):
 
 @njit(**_JIT)
 def _checked_loop(op, x, e, raw, out):
-    """out[i] = `_checked_value`(op, x[i], e[i], raw[i]) over flat arrays (e may be a number)."""
-    if op == _POWER:
+    """out[i] = `_checked_value`(op, x[i], e[i], raw[i]) over flat arrays (e may be a number);
+    raw None means e is 2 and raw[i] is x[i] * x[i], squared here without a numpy pass."""
+    if raw is None:
+        if op == _POWER:
+            for i in range(out.size):
+                out[i] = _checked_value(_POWER, x[i], 2.0, x[i] * x[i])
+        else:
+            for i in range(out.size):
+                out[i] = _checked_value(_SIGNED_POWER, x[i], 2.0, x[i] * x[i])
+    elif op == _POWER:
         for i in range(out.size):
             out[i] = _checked_value(_POWER, x[i], _item(e, i), raw[i])
     else:
@@ -295,17 +303,20 @@ def _unary(op: int, x: Operand) -> Operand:
     return _result(out, shape)
 
 
-def _numpy_power(x: Operand, e: Operand) -> np.ndarray:
-    """x ** e by numpy's `**` (vectorised pow, with fast squares and roots for a number e)."""
-    with np.errstate(all="ignore"):
-        return np.asarray(np.asarray(x, dtype=np.float64) ** e, dtype=np.float64)
-
-
-def _checked(op: int, x: Operand, e: Operand, raw: np.ndarray) -> Operand:
-    """`_checked_loop` over x, e and raw (= x ** e or |x| ** e), broadcast to one shape."""
-    (fx, fe, fraw), shape = _flat_operands(np.asarray(x, dtype=np.float64), e, raw)
+def _checked(op: int, x: Operand, e: Operand) -> Operand:
+    """x ** e (`_POWER`) or sign(x) * |x| ** e (`_SIGNED_POWER`): the power by numpy's vectorised
+    `**` (fast squares and roots for a number e; squares of a panel are taken in the loop), the
+    undefined and infinite cases by `_checked_value`."""
+    base = np.asarray(x, dtype=np.float64)
+    if not isinstance(e, np.ndarray) and e == 2.0 and base.ndim > 0:
+        (flat_x,), shape = _flat_operands(base)
+        raw = None
+    else:
+        with np.errstate(all="ignore"):
+            powered = np.asarray((base if op == _POWER else np.abs(base)) ** e, dtype=np.float64)
+        (flat_x, e, raw), shape = _flat_operands(base, e, powered)
     out = np.empty(math.prod(shape))
-    _checked_loop(op, fx, fe, fraw, out)
+    _checked_loop(op, flat_x, e, raw, out)
     return _result(out, shape)
 
 
@@ -341,7 +352,7 @@ def div(x: Operand, y: Operand) -> Operand:
     doc="x ** e; NaN where undefined (negative base with non-integer e, 0 ** negative e)",
 )
 def power(x: Operand, e: Operand) -> Operand:
-    return _checked(_POWER, x, e, _numpy_power(x, e))
+    return _checked(_POWER, x, e)
 
 
 @operator("neg", _X, family=FAMILY, infix="-", doc="-x")
@@ -430,7 +441,7 @@ def sqrt(x: Operand) -> Operand:
 
 @operator("signed_power", _X, Arg.const("e"), family=FAMILY, doc="sign(x) * |x| ** e (keeps the sign)")
 def signed_power(x: Operand, e: float) -> Operand:
-    return _checked(_SIGNED_POWER, x, e, _numpy_power(np.abs(x), e))
+    return _checked(_SIGNED_POWER, x, e)
 
 
 @operator("inv", _X, family=FAMILY, doc="1 / x; NaN where |x| < 1e-12")
