@@ -271,17 +271,19 @@ def _where_loop(c, a, b, out):
 def _flat_operands(*args: Operand) -> tuple[tuple[np.ndarray | float, ...], tuple[int, ...]]:
     """The arguments as flat C-contiguous float64 arrays of one common size (numbers stay numbers,
     except when all of them are: then 1-element arrays), and the shape of the result."""
-    shapes = [np.shape(a) for a in args if isinstance(a, np.ndarray)]
+    shapes = {a.shape for a in args if isinstance(a, np.ndarray)}
     if not shapes:
         return tuple(np.array([a], dtype=np.float64) for a in args), ()
-    shape = np.broadcast_shapes(*shapes)
+    shape = shapes.pop() if len(shapes) == 1 else np.broadcast_shapes(*shapes)
     return tuple(_flat(a, shape) if isinstance(a, np.ndarray) else float(a) for a in args), shape
 
 
 def _flat(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The array broadcast to ``shape``, C-contiguous float64, flat (no copy when it already is)."""
+    if array.shape == shape and array.dtype == np.float64 and array.flags.c_contiguous:
+        return array.reshape(-1)
     full = array if array.shape == shape else np.broadcast_to(array, shape)
-    return np.ascontiguousarray(full, dtype=np.float64).ravel()
+    return np.ascontiguousarray(full, dtype=np.float64).reshape(-1)
 
 
 def _result(out: np.ndarray, shape: tuple[int, ...]) -> Operand:
