@@ -252,7 +252,8 @@ def _sorted_order(values, m, ws):
 
 @njit(cache=True, nogil=True)
 def _centered_ranks(values, m, ws, out):
-    """out[k] = average rank of values[k] among values[:m] minus (m + 1) / 2 (exact halves)."""
+    """out[k] = average rank of values[k] among values[:m] minus (m + 1) / 2 (exact halves);
+    returns the positions 0..m-1 in ascending order of value."""
     keys, order = _sorted_order(values, m, ws)
     i = 0
     while i < m:
@@ -263,6 +264,7 @@ def _centered_ranks(values, m, ws, out):
         for k in range(i, j + 1):
             out[order[k]] = centered
         i = j + 1
+    return order
 
 
 # ------------------------------------------------------------------ numba kernels: correlation
@@ -439,6 +441,7 @@ def _centered_rank_panel(label, row_mask):
     counts = np.zeros(n_dates, dtype=np.int64)
     names_by_value = np.zeros((n_dates, n_names), dtype=np.int32)
     ys = np.empty(n_names)
+    cy = np.empty(n_names)
     names = np.empty(n_names, dtype=np.int64)
     ws = _workspace(n_names)
     for t in range(n_dates):
@@ -451,19 +454,11 @@ def _centered_rank_panel(label, row_mask):
                 ys[m] = _gather_value(y)
                 names[m] = n
                 m += 1
-        keys, order = _sorted_order(ys, m, ws)
-        i = 0
-        while i < m:
-            j = i
-            while j + 1 < m and keys[j + 1] == keys[i]:
-                j += 1
-            rank = 0.5 * (i + j + 1 - m)
-            for k in range(i, j + 1):
-                n = names[order[k]]
-                centered[t, n] = rank
-                names_by_value[t, k] = n
-                sum_sq[t] += rank * rank
-            i = j + 1
+        order = _centered_ranks(ys, m, ws, cy)
+        for k in range(m):
+            centered[t, names[k]] = cy[k]
+            names_by_value[t, k] = names[order[k]]
+        sum_sq[t] = _sum_squares(cy, m)
         counts[t] = m
     return centered, sum_sq, counts, names_by_value
 
