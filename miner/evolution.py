@@ -599,12 +599,17 @@ class Miner:
         admitted: list[tuple[Survivor, np.ndarray]] = []
         rejected: dict[str, str] = {}
         valid_rows = self.segments.valid
+        ranked_labels = {
+            name: metrics.prepare_label(self.label, rows=rows)
+            for name, rows in self.segments.as_dict().items()
+        }
         for score in sorted(candidates, key=lambda s: -s.fitness[0]):
             if len(admitted) >= rules.max_survivors:
                 break
             values = evaluator.evaluate(score.formula)
             seg = {
-                name: self._segment_metrics(values, rows) for name, rows in self.segments.as_dict().items()
+                name: self._segment_metrics(values, rows, ranked_labels[name])
+                for name, rows in self.segments.as_dict().items()
             }
             train, valid = seg["train"], seg["valid"]
             reason = _admission_failure(train, valid, rules)
@@ -621,9 +626,11 @@ class Miner:
             admitted.append((survivor, values))
         return [s for s, _ in admitted], rejected
 
-    def _segment_metrics(self, values: np.ndarray, rows: slice) -> SegmentMetrics:
+    def _segment_metrics(
+        self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks
+    ) -> SegmentMetrics:
         min_names = self.config.fitness.min_names
-        stats = metrics.ic_stats(metrics.rank_ic(values, self.label, min_names=min_names, rows=rows)[rows])
+        stats = metrics.ic_stats(metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows])
         pearson = metrics.ic_stats(metrics.ic(values, self.label, min_names=min_names, rows=rows)[rows])
         return SegmentMetrics(
             rank_ic=stats["mean"],
