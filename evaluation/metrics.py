@@ -11,10 +11,10 @@ Conventions shared by every function here:
   ``f(x[a:b])`` placed at rows a..b-1.
 * Results never contain inf: anything undefined is NaN.
 
-Ranking sorts order-preserving integer keys of the float values (a radix sort, or numpy's
-sort of 32-bit words in `rank_ic_fast`, finished on the full keys), so the rank of a value is
-exact (average ranks of exact ties) and the Spearman sums are exact quarter-integers; the
-prepared-label fast path (`rank_ic_fast`) is bit-identical to `rank_ic`.
+Ranking sorts order-preserving integer keys of the float values (numpy's sort of 32-bit
+words — a window of the key and the column — finished on the full keys; quantiles use a radix
+sort), so the rank of a value is exact (average ranks of exact ties) and the Spearman sums are
+exact quarter-integers. `rank_ic` is `rank_ic_fast` against a label prepared for the call.
 """
 
 from __future__ import annotations
@@ -251,20 +251,20 @@ def _sorted_order(values, m, ws):
 
 
 @njit(cache=True, nogil=True)
-def _centered_ranks(values, m, ws, out):
-    """out[k] = average rank of values[k] among values[:m] minus (m + 1) / 2 (exact halves);
-    returns the positions 0..m-1 in ascending order of value."""
-    keys, order = _sorted_order(values, m, ws)
-    i = 0
-    while i < m:
-        j = i
-        while j + 1 < m and keys[j + 1] == keys[i]:
-            j += 1
-        centered = 0.5 * (i + j + 1 - m)
-        for k in range(i, j + 1):
-            out[order[k]] = centered
-        i = j + 1
-    return order
+def _sorted_ranks(keys, m, ranks):
+    """ranks[k] = average rank of the k-th of m ascending keys minus (m + 1) / 2 (exact halves).
+
+    Written without data-dependent branches (ties are frequent and unpredictable): a forward pass
+    notes where each tie group starts, a backward pass where it ends.
+    """
+    first = 0
+    for k in range(m):
+        first = first if k > 0 and keys[k] == keys[k - 1] else k
+        ranks[k] = first
+    last = m - 1
+    for k in range(m - 1, -1, -1):
+        last = last if k < m - 1 and keys[k] == keys[k + 1] else k
+        ranks[k] = 0.5 * (ranks[k] + last + 1 - m)
 
 
 # ------------------------------------------------------------------ numba kernels: correlation
@@ -282,32 +282,12 @@ def _finish_corr(sxy, sxx, syy):
 
 
 @njit(cache=True, nogil=True)
-def _sum_squares(x, m):
-    total = 0.0
-    for k in range(m):
-        total += x[k] * x[k]
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _spearman_given_y(xs, cy, syy, m, ws):
-    """Spearman of xs[:m] against y whose centered ranks cy and their Σ cy² = syy are known.
-
-    Every term is a product of exact halves, so the sums are exact whatever their order
-    (for fewer than about 300,000 names).
-    """
-    keys, order = _sorted_order(xs, m, ws)
-    return _spearman_from_order(keys, order, cy, syy, m, xs)  # xs is free once sorted
-
-
-@njit(cache=True, nogil=True)
 def _spearman_from_order(keys, order, cy, syy, m, scratch):
     """Spearman of m values, given their sort keys in ascending order, the positions they came
     from (``order``) and the other side's centered ranks ``cy`` at those positions.
 
-    Written without data-dependent branches (ties are frequent and unpredictable): a forward
-    pass notes where each tie group starts, a backward pass where it ends; ``scratch`` holds m
-    floats.
+    `_sorted_ranks` with the sums folded into its backward pass (the hot path of the miner's
+    fitness: one pass fewer); ``scratch`` holds m floats.
     """
     first = 0
     for k in range(m):
@@ -348,23 +328,6 @@ def _finish_order(keys, order, m, low):
 
 
 @njit(cache=True, nogil=True)
-def _spearman_date(x_row, y_row, min_names, xs, ys, cy, ws):
-    """Spearman correlation of one date over the names valid in both rows."""
-    m = 0
-    for n in range(x_row.shape[0]):
-        x = x_row[n]
-        y = y_row[n]
-        if math.isfinite(x) and math.isfinite(y):
-            xs[m] = _gather_value(x)
-            ys[m] = _gather_value(y)
-            m += 1
-    if m < min_names:
-        return np.nan
-    _centered_ranks(ys, m, ws, cy)
-    return _spearman_given_y(xs, cy, _sum_squares(cy, m), m, ws)
-
-
-@njit(cache=True, nogil=True)
 def _pearson(xs, ys, m):
     """Pearson correlation of xs[:m] and ys[:m] (two-pass); NaN when a side is constant."""
     x_const = True
@@ -396,20 +359,6 @@ def _pearson(xs, ys, m):
 
 
 @njit(cache=True, nogil=True)
-def _rank_ic_core(factor, label, row_mask, min_names):
-    n_dates, n_names = factor.shape
-    out = np.full(n_dates, np.nan)
-    xs = np.empty(n_names)
-    ys = np.empty(n_names)
-    cy = np.empty(n_names)
-    ws = _workspace(n_names)
-    for t in range(n_dates):
-        if row_mask[t]:
-            out[t] = _spearman_date(factor[t], label[t], min_names, xs, ys, cy, ws)
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _ic_core(factor, label, row_mask, min_names):
     n_dates, n_names = factor.shape
     out = np.full(n_dates, np.nan)
@@ -431,36 +380,53 @@ def _ic_core(factor, label, row_mask, min_names):
     return out
 
 
+def _centered_rank_panel(values: np.ndarray, row_mask: np.ndarray):
+    """Per date in ``row_mask``: average ranks over the valid names minus their mean (NaN
+    elsewhere), the sum of their squares, the count of valid names, and those names in ascending
+    order of value. Sorted like `rank_ic_fast` (32-bit words, finished on the full keys)."""
+    n_dates, n_names = values.shape
+    position_bits = max(1, n_names.bit_length())
+    every_name = np.full(n_dates, n_names, dtype=np.int64)
+    words, low, kept, _ = _pack_factor_words(values, values, row_mask, every_name, 1, position_bits)
+    words.sort(axis=1)
+    return _ranks_from_words(words, low, kept, values, position_bits)
+
+
 @njit(cache=True, nogil=True)
-def _centered_rank_panel(label, row_mask):
-    """Per date: average ranks over the valid names minus their mean (NaN elsewhere), the sum
-    of their squares, the count of valid names, and those names in ascending label order."""
-    n_dates, n_names = label.shape
+def _ranks_from_words(words, low, kept, values, position_bits):
+    """`_centered_rank_panel` once each row of ``words`` (from `_pack_factor_words`) is sorted."""
+    n_dates, n_names = values.shape
     centered = np.full((n_dates, n_names), np.nan)
     sum_sq = np.zeros(n_dates)
-    counts = np.zeros(n_dates, dtype=np.int64)
     names_by_value = np.zeros((n_dates, n_names), dtype=np.int32)
-    ys = np.empty(n_names)
-    cy = np.empty(n_names)
-    names = np.empty(n_names, dtype=np.int64)
-    ws = _workspace(n_names)
+    keys = np.empty(n_names, dtype=np.uint64)
+    order = np.empty(n_names, dtype=np.int64)
+    ranks = np.empty(n_names)
     for t in range(n_dates):
-        if not row_mask[t]:
+        m = kept[t]
+        if m == 0:
             continue
-        m = 0
-        for n in range(n_names):
-            y = label[t, n]
-            if math.isfinite(y):
-                ys[m] = _gather_value(y)
-                names[m] = n
-                m += 1
-        order = _centered_ranks(ys, m, ws, cy)
+        _gather_sorted(words[t], values[t], m, position_bits, low[t], keys, order)
+        _sorted_ranks(keys, m, ranks)
         for k in range(m):
-            centered[t, names[k]] = cy[k]
-            names_by_value[t, k] = names[order[k]]
-        sum_sq[t] = _sum_squares(cy, m)
-        counts[t] = m
-    return centered, sum_sq, counts, names_by_value
+            centered[t, order[k]] = ranks[k]
+            names_by_value[t, k] = order[k]
+            sum_sq[t] += ranks[k] * ranks[k]
+    return centered, sum_sq, kept.copy(), names_by_value
+
+
+@njit(cache=True, nogil=True)
+def _gather_sorted(words, values, m, position_bits, low, keys, order):
+    """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value,
+    with their full sort keys: ties on the window are finished on the full keys."""
+    bits = values.view(np.uint64)
+    position_mask = np.uint32((1 << position_bits) - 1)
+    for j in range(m):
+        n = np.int64(words[j] & position_mask)
+        order[j] = n
+        keys[j] = _order_key(bits[n])
+    if low > 0:
+        _finish_order(keys, order, m, low)
 
 
 @njit(cache=True, nogil=True)
@@ -548,18 +514,11 @@ def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, positi
     kept_names = np.empty(n_names, dtype=np.int64)
     reranked = np.empty(n_names)
     scratch = np.empty(n_names)
-    position_mask = np.uint32((1 << position_bits) - 1)
     for t in range(n_dates):
         m = kept[t]
         if not row_mask[t] or counts[t] < min_names or m < min_names:
             continue
-        bits = factor[t].view(np.uint64)
-        for j in range(m):
-            n = np.int64(words[t, j] & position_mask)
-            order[j] = n
-            keys[j] = _order_key(bits[n])
-        if low[t] > 0:
-            _finish_order(keys, order, m, low[t])
+        _gather_sorted(words[t], factor[t], m, position_bits, low[t], keys, order)
         if missed[t] == 0:
             out[t] = _spearman_from_order(keys, order, centered[t], sum_sq[t], m, scratch)
         else:
@@ -771,8 +730,7 @@ def rank_ic(factor: np.ndarray, label: np.ndarray, min_names: int = 10, rows: Ro
     """
     factor, label = _panel(factor, "factor"), _panel(label, "label")
     _same_shape(factor, label, "factor and label")
-    mask = _row_mask(rows, factor.shape[0])
-    return _rank_ic_core(factor, label, mask, _check_min_names(min_names))
+    return rank_ic_fast(factor, prepare_label(label, rows), min_names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -984,8 +942,7 @@ def monotonicity(qret: np.ndarray, rows: Rows = None) -> float:
     if means.size < 2 or not np.isfinite(means).all():
         return math.nan
     numbers = np.arange(1.0, means.size + 1.0)
-    ranked = _rank_ic_core(means[None, :], numbers[None, :], np.ones(1, dtype=np.bool_), 2)
-    return float(ranked[0])
+    return float(rank_ic(means[None, :], numbers[None, :], min_names=2)[0])
 
 
 def factor_correlation(a: np.ndarray, b: np.ndarray, min_names: int = 10, rows: Rows = None) -> float:
