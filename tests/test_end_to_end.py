@@ -91,6 +91,21 @@ def test_artifacts_and_one_child_run_per_survivor(mined: dict, tmp_path: Path) -
         assert child.data.metrics["valid_rank_ic"] == pytest.approx(survivor["segments"]["valid"]["rank_ic"])
 
 
+def test_the_printed_survivors_are_the_logged_ones(mined: dict, tmp_path: Path) -> None:
+    """Each survivor's metrics on one line, its whole formula on another (no wrapping at the
+    80 columns a non-terminal gets)."""
+    parent, client = mined["parent"], mined["client"]
+    document = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "survivors.json", str(tmp_path))).read_text()
+    )
+    lines = mined["stdout"].splitlines()
+    for survivor in document["survivors"]:
+        name, segments = survivor["name"], survivor["segments"]
+        numbers = [f"{segments[s]['rank_ic']:+.4f}" for s in ("train", "valid", "test")]
+        assert any(line.split()[:4] == [name, *numbers] for line in lines if line.strip()), name
+        assert any(line.strip().split(maxsplit=1) == [name, survivor["formula"]] for line in lines)
+
+
 def test_promote_all_puts_values_equal_to_a_fresh_evaluation(mined: dict) -> None:
     run_id, work = mined["parent"].info.run_id, mined["work"]
     library_path = work / "factors.duckdb"
