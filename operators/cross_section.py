@@ -185,17 +185,22 @@ def _ranks_from_sorted_keys(x, keys, counts, index_bits):
     return out
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Sorts each date's (bucket, column) keys with numpy, then assigns average-tie ranks.
+def _sorted_rank_keys(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.uint64]:
+    """Each date's (bucket, column) keys sorted with numpy, the valid counts and the column bits.
 
     Keys are 32-bit while the column fits in 16 bits (numpy sorts those much faster).
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    index_bits = max(1, (x.shape[1] - 1).bit_length())
+    index_bits = np.uint64(max(1, (x.shape[1] - 1).bit_length()))
     keys = np.empty(x.shape, dtype=np.uint32 if index_bits <= 16 else np.uint64)
-    counts = _fill_rank_keys(x, x.view(np.uint64), keys, np.uint64(index_bits))
+    counts = _fill_rank_keys(x, x.view(np.uint64), keys, index_bits)
     keys.sort(axis=1)
-    return _ranks_from_sorted_keys(x, keys, counts, np.uint64(index_bits))
+    return keys, counts, index_bits
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Average-tie percentile ranks from each date's sorted (bucket, column) keys."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return _ranks_from_sorted_keys(x, *_sorted_rank_keys(x))
 
 
 @njit(cache=True, nogil=True)
@@ -349,38 +354,65 @@ def _group_zscore(x: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _group_rank(x: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
+def _value_order(row_keys, count, index_bits, x_row, values, columns, order):
+    """order[:count] = the date's valid columns in ascending value order, from its sorted
+    (bucket, column) keys: a bucket holding several values is sorted on the values."""
+    column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
+    first = 0
+    while first < count:
+        bucket = row_keys[first] >> index_bits
+        end = first + 1
+        while end < count and row_keys[end] >> index_bits == bucket:
+            end += 1
+        if end - first == 1:
+            order[first] = row_keys[first] & column_mask
+        else:
+            for a in range(end - first):
+                columns[a] = row_keys[first + a] & column_mask
+                values[a] = x_row[columns[a]]
+            _order_bucket(values, columns, end - first)
+            for a in range(end - first):
+                order[first + a] = columns[a]
+        first = end
+
+
+@njit(cache=True, nogil=True)
+def _group_rank(x, keys, counts, index_bits, codes, n_codes):
     """Walk each date in value order; a run of equal values shares its average rank per group."""
     n_rows, n_cols = x.shape
     out = np.full((n_rows, n_cols), np.nan)
     totals = np.zeros(n_codes, dtype=np.int64)
     below = np.zeros(n_codes, dtype=np.int64)
     ties = np.zeros(n_codes, dtype=np.int64)
+    values = np.empty(n_cols)
+    columns = np.empty(n_cols, dtype=np.int64)
+    order = np.empty(n_cols, dtype=np.int64)
+    group = np.empty(n_cols, dtype=np.int64)
     for t in range(n_rows):
-        members = np.flatnonzero(~(np.isnan(x[t]) | np.isnan(codes[t])))
-        values = x[t][members]
-        order = members[np.argsort(values, kind="mergesort")]
-        for n in members:
-            totals[int(codes[t, n])] += 1
+        _value_order(keys[t], counts[t], index_bits, x[t], values, columns, order)
+        size = 0
+        for k in range(counts[t]):  # the names with a group label, still in value order
+            code = codes[t, order[k]]
+            if not np.isnan(code):
+                order[size] = order[k]
+                group[size] = int(code)
+                totals[group[size]] += 1
+                size += 1
         first = 0
-        while first < order.size:
+        while first < size:
             last = first
-            while last + 1 < order.size and x[t, order[last + 1]] == x[t, order[first]]:
+            while last + 1 < size and x[t, order[last + 1]] == x[t, order[first]]:
                 last += 1
-            run = order[first : last + 1]
-            for n in run:
-                ties[int(codes[t, n])] += 1
-            for n in run:
-                code = int(codes[t, n])
-                out[t, n] = (below[code] + (ties[code] + 1) / 2.0) / totals[code]
-            for n in run:
-                code = int(codes[t, n])
-                below[code] += 1
-                ties[code] = 0
+            for k in range(first, last + 1):
+                ties[group[k]] += 1
+            for k in range(first, last + 1):
+                out[t, order[k]] = (below[group[k]] + (ties[group[k]] + 1) / 2.0) / totals[group[k]]
+            for k in range(first, last + 1):
+                below[group[k]] += 1
+                ties[group[k]] = 0
             first = last + 1
-        for n in members:
-            code = int(codes[t, n])
-            totals[code] = below[code] = 0
+        for k in range(size):
+            totals[group[k]] = below[group[k]] = 0
     return out
 
 
@@ -455,7 +487,8 @@ def group_neutralize(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     doc="percentile rank within the group on the date, average ties, in (0, 1]",
 )
 def group_rank(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    return _group_rank(x, *_dense_codes(g))
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return _group_rank(x, *_sorted_rank_keys(x), *_dense_codes(g))
 
 
 @operator(
