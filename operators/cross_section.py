@@ -153,6 +153,16 @@ def _rank_bucket(row_keys, first, end, index_bits, x_row, out_row, values, colum
 
 
 @njit(cache=True, nogil=True)
+def _bucket_end(row_keys, first, count, index_bits):
+    """The end of the run of sorted keys from ``first`` that share its value bucket."""
+    bucket = row_keys[first] >> index_bits
+    end = first + 1
+    while end < count and row_keys[end] >> index_bits == bucket:
+        end += 1
+    return end
+
+
+@njit(cache=True, nogil=True)
 def _ranks_from_sorted_keys(x, keys, counts, index_bits):
     """Average-tie percentile ranks, walking each date's sorted keys one bucket at a time.
 
@@ -168,10 +178,7 @@ def _ranks_from_sorted_keys(x, keys, counts, index_bits):
         count = counts[t]
         first = 0
         while first < count:
-            bucket = row_keys[first] >> index_bits
-            end = first + 1
-            while end < count and row_keys[end] >> index_bits == bucket:
-                end += 1
+            end = _bucket_end(row_keys, first, count, index_bits)
             if end - first == 1:
                 out_row[row_keys[first] & column_mask] = 2.0 * first + 2.0
             else:
@@ -360,10 +367,7 @@ def _value_order(row_keys, count, index_bits, x_row, values, columns, order):
     column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
     first = 0
     while first < count:
-        bucket = row_keys[first] >> index_bits
-        end = first + 1
-        while end < count and row_keys[end] >> index_bits == bucket:
-            end += 1
+        end = _bucket_end(row_keys, first, count, index_bits)
         if end - first == 1:
             order[first] = row_keys[first] & column_mask
         else:
