@@ -604,40 +604,45 @@ def decay_linear(x: np.ndarray, d: int) -> np.ndarray:
 
 @njit(**_JIT)
 def _ts_slope(x, d):
-    """OLS slope of the valid values on their row index (taken as the offset k - t from today)."""
+    """OLS slope of the valid values on their row index (taken as the offset o = k - t from today).
+
+    Two passes per window: `_summarise` for the centre and scale of the values, then the offset
+    sums Σo, Σo² and Σo·u, Σu of the centred, scaled values u, from which
+    Sxx = Σo² - (Σo)² / n (integers: exact but for the last division) and Sxy = Σo·u - ō·Σu.
+    """
     rows, cols = x.shape
     out = np.empty((rows, cols))
     count, total, low, high = np.empty(cols), np.empty(cols), np.empty(cols), np.empty(cols)
     mean, unit = np.empty(cols), np.empty(cols)
-    mean_offset = np.empty(cols)
-    sxx = np.empty(cols)
-    sxy = np.empty(cols)
+    so, soo, sou, su = np.empty(cols), np.empty(cols), np.empty(cols), np.empty(cols)
     for t in range(rows):
         lo = _window_start(t, d)
         _summarise(x, lo, t, count, total, low, high)
         _centre(count, total, low, high, mean, unit)
-        mean_offset[:] = 0.0
+        so[:] = 0.0
+        soo[:] = 0.0
+        sou[:] = 0.0
+        su[:] = 0.0
         for k in range(lo, t + 1):
-            for n in range(cols):
-                mean_offset[n] += k - t if x[k, n] == x[k, n] else 0.0
-        for n in range(cols):
-            mean_offset[n] /= count[n]
-        sxx[:] = 0.0
-        sxy[:] = 0.0
-        for k in range(lo, t + 1):
+            o = float(k - t)
             for n in range(cols):
                 v = x[k, n]
                 valid = v == v
-                dk = (k - t) - mean_offset[n] if valid else 0.0
-                sxx[n] += dk * dk
-                sxy[n] += dk * ((v - mean[n]) * unit[n]) if valid else 0.0
+                u = (v - mean[n]) * unit[n] if valid else 0.0
+                so[n] += o if valid else 0.0
+                soo[n] += o * o if valid else 0.0
+                sou[n] += o * u
+                su[n] += u
         for n in range(cols):
             if count[n] < 2:
                 out[t, n] = np.nan
             elif unit[n] == 0:
                 out[t, n] = 0.0
             else:
-                out[t, n] = _finite(sxy[n] / sxx[n] / unit[n])
+                mean_offset = so[n] / count[n]
+                sxx = soo[n] - so[n] * mean_offset
+                sxy = sou[n] - mean_offset * su[n]
+                out[t, n] = _finite(sxy / sxx / unit[n])
     return out
 
 
