@@ -359,6 +359,21 @@ def _pearson(xs, ys, m):
 
 
 @njit(cache=True, nogil=True)
+def _gather_pairs(x_row, y_row, xs, ys):
+    """xs[:m], ys[:m] = the pairs of a date where both sides are finite (x as `_gather_value`);
+    returns m."""
+    m = 0
+    for n in range(x_row.shape[0]):
+        x = x_row[n]
+        y = y_row[n]
+        if math.isfinite(x) and math.isfinite(y):
+            xs[m] = _gather_value(x)
+            ys[m] = y
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
 def _ic_core(factor, label, row_mask, min_names):
     n_dates, n_names = factor.shape
     out = np.full(n_dates, np.nan)
@@ -367,14 +382,7 @@ def _ic_core(factor, label, row_mask, min_names):
     for t in range(n_dates):
         if not row_mask[t]:
             continue
-        m = 0
-        for n in range(n_names):
-            x = factor[t, n]
-            y = label[t, n]
-            if math.isfinite(x) and math.isfinite(y):
-                xs[m] = x
-                ys[m] = y
-                m += 1
+        m = _gather_pairs(factor[t], label[t], xs, ys)
         if m >= min_names:
             out[t] = _pearson(xs, ys, m)
     return out
@@ -387,6 +395,7 @@ def _centered_rank_panel(values: np.ndarray, row_mask: np.ndarray):
     n_dates, n_names = values.shape
     position_bits = max(1, n_names.bit_length())
     every_name = np.full(n_dates, n_names, dtype=np.int64)
+    # the values stand in for the label too: a name is kept where the values are finite
     words, low, kept, _ = _pack_factor_words(values, values, row_mask, every_name, 1, position_bits)
     words.sort(axis=1)
     return _ranks_from_words(words, low, kept, values, position_bits)
@@ -607,14 +616,7 @@ def _quantile_returns_core(factor, label, row_mask, probs):
     for t in range(n_dates):
         if not row_mask[t]:
             continue
-        m = 0
-        for n in range(n_names):
-            x = factor[t, n]
-            y = label[t, n]
-            if math.isfinite(x) and math.isfinite(y):
-                xs[m] = _gather_value(x)
-                ys[m] = y
-                m += 1
+        m = _gather_pairs(factor[t], label[t], xs, ys)
         if m == 0 or not _quantile_codes(xs, m, probs, ws, codes):
             continue
         sums[:] = 0.0
