@@ -239,8 +239,8 @@ class MarketData:
         instruments: Iterable[str] | None = None,
     ) -> MarketData:
         """The dates start..end (inclusive, None = open) and the named instruments (None = all)."""
-        first = 0 if start is None else int(np.searchsorted(self.dates, _to_day(start), "left"))
-        stop = self.T if end is None else int(np.searchsorted(self.dates, _to_day(end), "right"))
+        first = 0 if start is None else int(np.searchsorted(self.dates, to_day(start), "left"))
+        stop = self.T if end is None else int(np.searchsorted(self.dates, to_day(end), "right"))
         if first >= stop:
             raise DataError(
                 f"no dates between {start} and {end} (data spans {self.dates[0]}..{self.dates[-1]})"
@@ -339,7 +339,9 @@ def _hash_values(digest: Any, array: np.ndarray) -> None:
         digest.update(block.tobytes())
 
 
-def _to_day(value: Any) -> np.datetime64:
+def to_day(value: Any) -> np.datetime64:
+    """A date argument (str, date, datetime64, Timestamp...) as datetime64[D]; a DataError naming
+    the value when it is not a date."""
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError):
@@ -1046,8 +1048,8 @@ class MarketStore:
         A stored column that is entirely NULL in the selection counts as absent (so ``vwap`` is
         derived when no import supplied it). Boolean columns (``suspect``) are not loaded.
         """
-        first = None if start is None else _to_day(start)
-        last = None if end is None else _to_day(end)
+        first = None if start is None else to_day(start)
+        last = None if end is None else to_day(end)
         wanted = None if instruments is None else _names(instruments)
         rows = self._fetch_daily(first, last, wanted)
         if wanted is not None:

@@ -61,7 +61,7 @@ import pyarrow as pa
 
 from evaluation.labels import forward_returns
 from evaluation.metrics import ic, rank_autocorrelation, rank_ic
-from miner.data import MarketData, MarketStore
+from miner.data import MarketData, MarketStore, to_day
 from miner.errors import DataError, FormulaError, LibraryError
 from miner.expression import Call, Evaluator, Node, canonicalize, lookback, names, parse, to_string
 from operators import REGISTRY, Kind
@@ -524,12 +524,9 @@ def _listed(names_or_name: Iterable[str] | str) -> list[str]:
 
 def _day(value: Any) -> np.datetime64:
     try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise LibraryError(f"{value!r} is not a date") from None
-    if pd.isna(stamp):
-        raise LibraryError(f"{value!r} is not a date")
-    return np.datetime64(stamp.date(), "D")
+        return to_day(value)
+    except DataError as exc:
+        raise LibraryError(str(exc)) from None
 
 
 def _date(day: np.datetime64) -> dt.date:
