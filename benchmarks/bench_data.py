@@ -23,44 +23,16 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+from common import daily_from_minutes, timed
 
 from miner.data import MarketData, MarketStore, import_file, load_market
 from miner.synthetic import synthetic_market
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOAD_TARGET_SECONDS = 1.0
-
-
-def timed(action: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall time over `repeat` runs, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = action()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def daily_from_minutes(minute: pd.DataFrame) -> pd.DataFrame:
-    day = minute["datetime"].dt.normalize()
-    return (
-        minute.assign(date=day)
-        .groupby(["date", "instrument"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index()
-    )
 
 
 def main() -> int:

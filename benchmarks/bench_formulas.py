@@ -9,12 +9,12 @@ again with a warm subexpression cache, and every operator the suite uses, one by
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import timed
 
 from miner.data import MarketData
 from miner.expression import Evaluator
@@ -163,15 +163,6 @@ def operator_pairs(f: dict[str, Frame]) -> list[tuple[str, str, Callable[[], Fra
     ]
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def agreement(ours: np.ndarray, theirs: Frame) -> float:
     """Share of cells where both are NaN or they agree to 1e-6 (relative) / 1e-9 (absolute)."""
     ref = theirs.to_numpy(dtype=float)
@@ -205,8 +196,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     total_ours = total_pandas = 0.0
     for formula, pandas_fn in suite.items():
-        ours = best_of(lambda f=formula: Evaluator(market, cache_bytes=0).evaluate(f), args.repeats)
-        theirs = best_of(pandas_fn, args.repeats)
+        ours = timed(lambda f=formula: Evaluator(market, cache_bytes=0).evaluate(f), args.repeats)[0]
+        theirs = timed(pandas_fn, args.repeats)[0]
         total_ours, total_pandas = total_ours + ours, total_pandas + theirs
         share = agreement(Evaluator(market, cache_bytes=0).evaluate(formula), pandas_fn())
         print(f"| `{formula}` | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.1f}x | {share:.4%} |")
@@ -216,8 +207,8 @@ def main() -> None:
     )
 
     shared = Evaluator(market)
-    cold = best_of(lambda: [shared.evaluate(f) for f in suite], 1)
-    warm = best_of(lambda: [shared.evaluate(f) for f in suite], args.repeats)
+    cold = timed(lambda: [shared.evaluate(f) for f in suite], 1)[0]
+    warm = timed(lambda: [shared.evaluate(f) for f in suite], args.repeats)[0]
     print("\n| suite with one Evaluator | time (ms) | vs pandas |\n|---|---:|---:|")
     print(f"| cold cache (shared subtrees computed once) | {cold * 1e3:.1f} | {total_pandas / cold:.1f}x |")
     print(f"| warm cache | {warm * 1e3:.3f} | {total_pandas / warm:.0f}x |")
@@ -231,8 +222,8 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for name, formula, pandas_fn in operator_pairs(wide):
         assert name in REGISTRY
-        ours = best_of(lambda f=formula: Evaluator(market, cache_bytes=0).evaluate(f), args.repeats)
-        theirs = best_of(pandas_fn, args.repeats)
+        ours = timed(lambda f=formula: Evaluator(market, cache_bytes=0).evaluate(f), args.repeats)[0]
+        theirs = timed(pandas_fn, args.repeats)[0]
         print(f"| {name} | `{formula}` | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {theirs / ours:.1f}x |")
 
 

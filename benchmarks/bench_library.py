@@ -44,12 +44,12 @@ import itertools
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import timed
 
 import miner.library as library
 from miner.data import MarketStore
@@ -96,16 +96,6 @@ def factor_formulas(count: int = N_FACTORS, derived: int = N_DERIVED) -> dict[st
         a, b = base[7 * k], base[7 * k + 3]
         formulas[f"f{len(formulas):03d}"] = f"rank({a}) - rank(ts_mean({b}, 5))"
     return formulas
-
-
-def timed(action: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall time over `repeat` runs, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = action()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 class InsertTimer:

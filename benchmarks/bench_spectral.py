@@ -53,13 +53,13 @@ import argparse
 import resource
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import daily_from_minutes, timed
 
 from evaluation import factor_turnover, forward_returns, ic_stats, rank_ic
 from miner import Evaluator, MarketData
@@ -95,12 +95,6 @@ QUICK = Shape(stocks=500, days=40, minutes=240, day_block=8, subset_days=8)
 def peak_rss_gib() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
 
 
 # ----------------------------------------------------------------------------- synthetic minutes
@@ -200,21 +194,6 @@ def literal_panel(volume: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- real minute data
 
 
-def daily_from_minutes(minute: pd.DataFrame) -> pd.DataFrame:
-    return (
-        minute.assign(date=minute["datetime"].dt.normalize())
-        .groupby(["date", "instrument"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index()
-    )
-
-
 # ----------------------------------------------------------------------------- report
 
 
@@ -269,15 +248,6 @@ def run_scale(shape: Shape, seed: int, blocking: Blocking) -> tuple[np.ndarray, 
     return pulse, result
 
 
-def best_time(action: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Best wall time over `repeat` runs, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        seconds, result = timed(action)
-        best = min(best, seconds)
-    return best, result
-
-
 def run_speedup(shape: Shape, seed: int, pulse: np.ndarray, full: StreamResult, workers: int) -> None:
     days = shape.subset_days
     volume = minute_volume_block(seed, 0, pulse[:days], shape.minutes)
@@ -294,7 +264,7 @@ def run_speedup(shape: Shape, seed: int, pulse: np.ndarray, full: StreamResult, 
     speedups = []
     for threads in sorted({1, workers}):
         blocking = Blocking(workers=threads)
-        seconds, ours = best_time(lambda b=blocking: fft_band(volume, 2.0, 5.0, blocking=b), repeat=3)
+        seconds, ours = timed(lambda b=blocking: fft_band(volume, 2.0, 5.0, blocking=b), repeat=3)
         np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
         speedups.append(literal_seconds / seconds)
         rows.append(
