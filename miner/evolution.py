@@ -603,6 +603,7 @@ class Miner:
             name: metrics.prepare_label(self.label, rows=rows)
             for name, rows in self.segments.as_dict().items()
         }
+        decay_labels = self._decay_labels()
         for score in sorted(candidates, key=lambda s: -s.fitness[0]):
             if len(admitted) >= rules.max_survivors:
                 break
@@ -622,7 +623,7 @@ class Miner:
             survivor = Survivor(
                 name, score.formula, score.size, lookback(score.formula), score.fitness[0], seg
             )
-            self._add_decay(survivor, values)
+            self._add_decay(survivor, values, decay_labels)
             admitted.append((survivor, values))
         return [s for s, _ in admitted], rejected
 
@@ -650,11 +651,13 @@ class Miner:
                 return f"|correlation| {abs(rho):.2f} with {name} on valid >= {limit}"
         return None
 
-    def _add_decay(self, survivor: Survivor, values: np.ndarray) -> None:
+    def _decay_labels(self) -> dict[int, np.ndarray]:
+        """Forward returns at the horizons survivors' IC decay is measured on."""
         price = self.data.field(self.config.label.price)
-        horizons = (1, 5, 10, 20)
+        return {h: forward_returns(price, h, self.config.label.delay) for h in (1, 5, 10, 20)}
+
+    def _add_decay(self, survivor: Survivor, values: np.ndarray, labels: dict[int, np.ndarray]) -> None:
         rows = self.segments.valid
-        labels = {h: forward_returns(price, h, self.config.label.delay) for h in horizons}
         decay = metrics.ic_decay(values, labels, rows=rows, min_names=self.config.fitness.min_names)
         survivor.decay = {int(h): float(v) for h, v in decay.items()}
         survivor.half_life = float(metrics.half_life(decay))
