@@ -255,15 +255,18 @@ def _sorted_ranks(keys, m, ranks):
     """ranks[k] = average rank of the k-th of m ascending keys minus (m + 1) / 2 (exact halves).
 
     Written without data-dependent branches (ties are frequent and unpredictable): a forward pass
-    notes where each tie group starts, a backward pass where it ends.
+    notes where each tie group starts, a backward pass where it ends. The first and last keys are
+    peeled off so that no comparison reads outside keys[:m] (such a guard would keep a branch).
     """
     first = 0
-    for k in range(m):
-        first = first if k > 0 and keys[k] == keys[k - 1] else k
+    ranks[0] = 0.0
+    for k in range(1, m):
+        first = first if keys[k] == keys[k - 1] else k
         ranks[k] = first
     last = m - 1
-    for k in range(m - 1, -1, -1):
-        last = last if k < m - 1 and keys[k] == keys[k + 1] else k
+    ranks[last] = 0.5 * (ranks[last] + last + 1 - m)
+    for k in range(m - 2, -1, -1):
+        last = last if keys[k] == keys[k + 1] else k
         ranks[k] = 0.5 * (ranks[k] + last + 1 - m)
 
 
@@ -282,26 +285,26 @@ def _finish_corr(sxy, sxx, syy):
 
 
 @njit(cache=True, nogil=True)
-def _spearman_from_order(keys, order, cy, syy, m, scratch):
-    """Spearman of m values, given their sort keys in ascending order, the positions they came
-    from (``order``) and the other side's centered ranks ``cy`` at those positions.
+def _spearman_from_ranks(order, ranks, m, cy, syy):
+    """Spearman of m values with centered ranks ``ranks`` (in ascending order of value, at the
+    positions ``order``) and the other side, whose centered ranks at those positions are ``cy``.
 
-    `_sorted_ranks` with the sums folded into its backward pass (the hot path of the miner's
-    fitness: one pass fewer); ``scratch`` holds m floats.
+    Every term is a multiple of 1/4 far below 2**53, so the sums are exact in any order: two
+    accumulators each, so that the additions do not all wait on one another (the hot path of the
+    miner's fitness).
     """
-    first = 0
-    for k in range(m):
-        first = first if k > 0 and keys[k] == keys[k - 1] else k
-        scratch[k] = first
-    sxx = 0.0
-    sxy = 0.0
-    last = m - 1
-    for k in range(m - 1, -1, -1):
-        last = last if k < m - 1 and keys[k] == keys[k + 1] else k
-        centered = 0.5 * (scratch[k] + last + 1 - m)
-        sxx += centered * centered
-        sxy += centered * cy[order[k]]
-    return _finish_corr(sxy, sxx, syy)
+    xy0 = xy1 = xx0 = xx1 = 0.0
+    for k in range(0, m - 1, 2):
+        r0, r1 = ranks[k], ranks[k + 1]
+        xy0 += r0 * cy[order[k]]
+        xy1 += r1 * cy[order[k + 1]]
+        xx0 += r0 * r0
+        xx1 += r1 * r1
+    if m % 2:
+        r = ranks[m - 1]
+        xy0 += r * cy[order[m - 1]]
+        xx0 += r * r
+    return _finish_corr(xy0 + xy1, xx0 + xx1, syy)
 
 
 @njit(cache=True, nogil=True)
@@ -415,8 +418,7 @@ def _ranks_from_words(words, low, kept, values, position_bits):
         m = kept[t]
         if m == 0:
             continue
-        _gather_sorted(words[t], values[t], m, position_bits, low[t], keys, order)
-        _sorted_ranks(keys, m, ranks)
+        _ranked_order(words[t], values[t], m, position_bits, low[t], keys, order, ranks)
         for k in range(m):
             centered[t, order[k]] = ranks[k]
             names_by_value[t, k] = order[k]
@@ -425,17 +427,29 @@ def _ranks_from_words(words, low, kept, values, position_bits):
 
 
 @njit(cache=True, nogil=True)
-def _gather_sorted(words, values, m, position_bits, low, keys, order):
-    """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value,
-    with their full sort keys: ties on the window are finished on the full keys."""
-    bits = values.view(np.uint64)
+def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
+    """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value
+    (order[:m]) and their centered average ranks (ranks[:m], exact halves).
+
+    When no two names tie on the window of their sort keys, the words' order is final and there
+    are no ties; otherwise the order is finished on the full keys (read into ``keys``).
+    """
+    shift = np.uint32(position_bits)
     position_mask = np.uint32((1 << position_bits) - 1)
-    for j in range(m):
-        n = np.int64(words[j] & position_mask)
-        order[j] = n
-        keys[j] = _order_key(bits[n])
-    if low > 0:
-        _finish_order(keys, order, m, low)
+    half = 0.5 * (1.0 - m)
+    for k in range(m):
+        order[k] = words[k] & position_mask
+        ranks[k] = k + half
+    repeated = False
+    for k in range(1, m):  # no branch: the loop vectorises
+        repeated |= (words[k] >> shift) == (words[k - 1] >> shift)
+    if repeated:
+        bits = values.view(np.uint64)
+        for k in range(m):
+            keys[k] = _order_key(bits[order[k]])
+        if low > 0:
+            _finish_order(keys, order, m, low)
+        _sorted_ranks(keys, m, ranks)
 
 
 @njit(cache=True, nogil=True)
@@ -520,19 +534,19 @@ def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, positi
     out = np.full(n_dates, np.nan)
     keys = np.empty(n_names, dtype=np.uint64)
     order = np.empty(n_names, dtype=np.int64)
+    ranks = np.empty(n_names)
     kept_names = np.empty(n_names, dtype=np.int64)
     reranked = np.empty(n_names)
-    scratch = np.empty(n_names)
     for t in range(n_dates):
         m = kept[t]
         if not row_mask[t] or counts[t] < min_names or m < min_names:
             continue
-        _gather_sorted(words[t], factor[t], m, position_bits, low[t], keys, order)
+        _ranked_order(words[t], factor[t], m, position_bits, low[t], keys, order, ranks)
         if missed[t] == 0:
-            out[t] = _spearman_from_order(keys, order, centered[t], sum_sq[t], m, scratch)
+            out[t] = _spearman_from_ranks(order, ranks, m, centered[t], sum_sq[t])
         else:
             syy = _ranks_over_kept(label[t], names_by_value[t], counts[t], factor[t], kept_names, reranked)
-            out[t] = _spearman_from_order(keys, order, reranked, syy, m, scratch)
+            out[t] = _spearman_from_ranks(order, ranks, m, reranked, syy)
     return out
 
 
@@ -702,12 +716,10 @@ def _coverage_core(factor, universe, row_mask, use_universe):
     for t in range(n_dates):
         if not row_mask[t]:
             continue
-        for n in range(n_names):
-            if use_universe and not universe[t, n]:
-                continue
-            total += 1
-            if math.isfinite(factor[t, n]):
-                covered += 1
+        for n in range(n_names):  # no branch: the loop vectorises
+            member = universe[t, n] if use_universe else True
+            total += member
+            covered += member and math.isfinite(factor[t, n])
     return covered, total
 
 
