@@ -22,7 +22,13 @@ def icir_fitness(rank_ic_series: np.ndarray, size: int, parsimony: float = 0.0, 
     be negated). `WORST_FITNESS` when fewer than ``min_dates`` finite values remain or the
     series has no variance.
     """
-    stats = ic_stats(rank_ic_series)
+    return fitness_from_stats(ic_stats(rank_ic_series), size, parsimony, min_dates)
+
+
+def fitness_from_stats(
+    stats: Mapping[str, float], size: int, parsimony: float = 0.0, min_dates: int = 20
+) -> float:
+    """`icir_fitness` of a series whose `ic_stats` are already at hand."""
     if stats["n"] < max(int(min_dates), 2) or not math.isfinite(stats["icir"]):
         return WORST_FITNESS
     return abs(stats["icir"]) - parsimony * size

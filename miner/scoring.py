@@ -38,7 +38,7 @@ import numpy as np
 from joblib import Parallel, parallel_config
 
 from evaluation import metrics
-from evaluation.fitness import WORST_FITNESS, icir_fitness
+from evaluation.fitness import WORST_FITNESS, fitness_from_stats
 from miner.config import ParallelSpec
 from miner.data import MarketData
 from miner.errors import ConfigError, MinerError
@@ -203,7 +203,8 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 class _WorkerState:
     panel: Panel
     evaluator: Evaluator
-    prepared: object
+    prepared: metrics.LabelRanks
+    universe: np.ndarray  # (T, N) bool: where the label is valid
 
 
 _WORKERS: dict[str, _WorkerState] = {}
@@ -224,7 +225,7 @@ def _state(handle: PanelHandle, spec: ScoringSpec) -> _WorkerState:
         panel = handle if isinstance(handle, Panel) else handle.load()
         prepared = metrics.prepare_label(panel.label, rows=panel.rows)
         _WORKERS.clear()  # one panel per worker at a time: a new run frees the old one
-        state = _WorkerState(panel, _evaluator(panel, spec.cache_bytes), prepared)
+        state = _WorkerState(panel, _evaluator(panel, spec.cache_bytes), prepared, np.isfinite(panel.label))
         _WORKERS[handle.key] = state
         _tolerate_loky_growth(spec.cache_bytes + _nbytes(panel))
     return state
@@ -276,19 +277,19 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
         values = state.evaluator.evaluate(formula)
     except (MinerError, ValueError, FloatingPointError, ZeroDivisionError, MemoryError) as exc:
         return failed(formula, size, spec.objective, f"evaluation failed: {exc}")
-    if not np.isfinite(values[rows]).any():
-        return failed(formula, size, spec.objective, "all NaN on the train segment")
+    coverage = metrics.coverage(values, universe=state.universe, rows=rows)
+    if not coverage > 0.0:
+        return failed(formula, size, spec.objective, "all NaN where the train label is valid")
     series = metrics.rank_ic_fast(values, state.prepared, min_names=spec.min_names)[rows]
     stats = metrics.ic_stats(series)
     if stats["n"] < MIN_SCORED_DATES or not math.isfinite(stats["icir"]):
         return failed(formula, size, spec.objective, f"rank IC defined on only {stats['n']} train dates")
-    coverage = metrics.coverage(values, universe=np.isfinite(state.panel.label), rows=rows)
     if spec.objective == "nsga2":
         turnover = metrics.factor_turnover(values, rows=rows)
         fitness = (abs(stats["mean"]), turnover if math.isfinite(turnover) else 1.0, float(size))
     else:  # turnover is an objective only for NSGA-II; survivors get it on every segment later
         turnover = math.nan
-        fitness = (icir_fitness(series, size, spec.parsimony, MIN_SCORED_DATES),)
+        fitness = (fitness_from_stats(stats, size, spec.parsimony, MIN_SCORED_DATES),)
     return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)
 
 
