@@ -33,16 +33,19 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from joblib import Parallel, parallel_config
 
 from evaluation import metrics
 from evaluation.fitness import WORST_FITNESS, fitness_from_stats
-from miner.config import ParallelSpec
 from miner.data import MarketData
 from miner.errors import ConfigError, MinerError
 from miner.expression import Evaluator
+
+if TYPE_CHECKING:
+    from miner.config import ParallelSpec
 
 log = logging.getLogger(__name__)
 
