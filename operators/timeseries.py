@@ -6,10 +6,13 @@ Conventions (DESIGN rule 3 and the operator contract):
   missing slots, exactly like NaN rows. NaN values are skipped; a statistic needs a minimum number
   of valid values (1; 2 for std, var, zscore, cv, corr, cov and slope; 3 for skew; 4 for kurt)
   and is NaN otherwise.
-* Bit-exact windows: each output is computed from its own window only, accumulating from the
-  oldest row to today, with nothing carried along the column except (for the median) a sorted
-  copy of the window's valid values, which depends on the window's rows alone. A recomputation
-  from a slice that starts `lookback` rows earlier therefore gives bit-identical values.
+* Bit-exact windows: each output depends on its own window's rows alone. Most statistics are
+  accumulated over the window from its oldest row to today, with nothing carried along the column
+  except (for the median) a sorted copy of the window's valid values. The extremes of windows of
+  `_BLOCKS_FROM` rows or more come from running extremes over blocks of d rows (van Herk /
+  Gil-Werman), whose alignment depends on where the panel starts, but the extreme and the latest
+  row holding it are exact functions of the window. A recomputation from a slice that starts
+  `lookback` rows earlier therefore gives bit-identical values.
 * Second and higher moments are taken about the window mean, in units of the largest deviation
   from it, so huge values do not overflow. A window whose valid values are all equal is exactly
   constant: variance 0, slope 0, and no zscore, correlation, skew or kurtosis (NaN).
@@ -35,6 +38,10 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 is inf or
 
 # what `_moment_stat` returns
 _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
+
+# the extremes scan windows shorter than this and use blocks from here on, where blocks are faster
+# (on a (853, 505) panel: 0.41 vs 0.46 ms at d = 4, 0.49 vs 0.45 ms at d = 5, 4.5 vs 0.46 ms at 60)
+_BLOCKS_FROM = 5
 
 
 def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
@@ -427,8 +434,25 @@ def ts_kurt(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
-def _extreme(x, d, largest, position):
-    """Max (min) of each window, or its 1-based slot (1 = oldest, d = today; ties: the latest)."""
+def _beats(v, at, best, best_at, largest):
+    """Whether v (row `at`) beats best (row best_at): larger (smaller), or equal and from a later row.
+
+    NaN never beats; anything else, even an infinite v, beats the start value (+-inf at row -1).
+    """
+    more = v > best if largest else v < best  # False for NaN
+    return more | ((v == best) & (at > best_at))
+
+
+@njit(**_JIT)
+def _extreme_output(best, where, t, d, position):
+    """The output at row t for a window whose extreme is best at row `where` (-1: no valid value)."""
+    value = d - (t - where) if position else _finite(best)
+    return value if where >= 0 else np.nan
+
+
+@njit(**_JIT)
+def _extreme_scan(x, d, largest, position):
+    """_extreme by scanning each window from its oldest row to today: O(d) per output."""
     rows, cols = x.shape
     out = np.empty((rows, cols))
     best = np.empty(cols)
@@ -443,13 +467,65 @@ def _extreme(x, d, largest, position):
                 best[n] = v if better else best[n]
                 where[n] = k if better else where[n]
         for n in range(cols):
-            if where[n] < 0:
-                out[t, n] = np.nan
-            elif position:
-                out[t, n] = d - (t - where[n])
-            else:
-                out[t, n] = _finite(best[n])
+            out[t, n] = _extreme_output(best[n], where[n], t, d, position)
     return out
+
+
+@njit(**_JIT)
+def _extreme_blocks(x, d, largest, position):
+    """_extreme by van Herk / Gil-Werman over blocks of d rows from row 0: O(1) per output.
+
+    The window ending at row t of a block is the previous block's rows from t - d + 1 to its end
+    (none at the block's last row; rows before row 0 are missing) followed by the block's rows up
+    to t. A forward scan of the block gives the extreme of the second part, a backward scan of the
+    previous block that of the first, and the extreme of the window is the better of the two,
+    where every comparison lets the later row win a tie: the same value and row as a scan of the
+    window alone, whatever the alignment of the blocks.
+    """
+    rows, cols = x.shape
+    out = np.empty((rows, cols))
+    worst = -np.inf if largest else np.inf
+    slots = min(d, rows) + 1  # d + 1, or fewer when d > rows (one block, after missing rows only)
+    tail = np.full((slots, cols), worst)  # tail[o]: extreme of the previous block's rows o..d-1
+    tail_at = np.full((slots, cols), -1.0)  # its row; -1 when they have no valid value
+    best = np.empty(cols)
+    where = np.empty(cols)
+    for start in range(0, rows, d):
+        end = min(start + d, rows)
+        best[:] = worst
+        where[:] = -1.0
+        for t in range(start, end):
+            today = x[t]
+            for n in range(cols):
+                v, b, w = today[n], best[n], where[n]
+                better = _beats(v, t, b, w, largest)
+                best[n] = v if better else b
+                where[n] = t if better else w
+            older, older_at, row = tail[t - start + 1], tail_at[t - start + 1], out[t]
+            for n in range(cols):
+                b, w, s, s_at = best[n], where[n], older[n], older_at[n]
+                head = _beats(b, w, s, s_at, largest)
+                row[n] = _extreme_output(b if head else s, w if head else s_at, t, d, position)
+        if end < rows:
+            for k in range(end - 1, start - 1, -1):
+                now, later, later_at = x[k], tail[k - start + 1], tail_at[k - start + 1]
+                suffix, suffix_at = tail[k - start], tail_at[k - start]
+                for n in range(cols):
+                    v, s, s_at = now[n], later[n], later_at[n]  # all loads before the stores, or no SIMD
+                    better = _beats(v, k, s, s_at, largest)
+                    suffix[n] = v if better else s
+                    suffix_at[n] = k if better else s_at
+    return out
+
+
+def _extreme(x: np.ndarray, d: int, largest: bool, position: bool) -> np.ndarray:
+    """Max (min) of each window, or its 1-based slot (1 = oldest, d = today; ties: the latest).
+
+    Windows of `_BLOCKS_FROM` rows or more go by blocks, shorter ones are scanned (faster there);
+    both give the same bits.
+    """
+    kernel = _extreme_blocks if d >= _BLOCKS_FROM else _extreme_scan
+    return kernel(x, d, largest, position)
 
 
 @_rolling("ts_min", "minimum of the valid values of the trailing d rows")

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 from conftest import random_panel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind
@@ -178,18 +180,17 @@ def test_corr_of_a_series_with_itself_is_one_where_it_varies() -> None:
 # -------------------------------------------------------------------------------- plain loops
 
 
-def loop_arg_extreme(x: np.ndarray, d: int, largest: bool) -> np.ndarray:
+def loop_extreme(x: np.ndarray, d: int, largest: bool, position: bool) -> np.ndarray:
+    """Per window: the max (min) of the valid values at the latest row holding it, or its slot."""
     out = np.full(x.shape, NAN)
     for t in range(x.shape[0]):
-        rows = np.array(window_rows(t, d))
         for n in range(x.shape[1]):
-            values = x[rows, n]
-            if np.isnan(values).all():
-                continue
-            target = np.nanmax(values) if largest else np.nanmin(values)
-            latest = rows[np.flatnonzero(values == target)[-1]]
-            out[t, n] = d - (t - latest)
-    return out
+            valid = [k for k in window_rows(t, d) if not np.isnan(x[k, n])]
+            if valid:
+                extreme = (max if largest else min)(x[k, n] for k in valid)
+                latest = max(k for k in valid if x[k, n] == extreme)  # -0.0 == 0.0
+                out[t, n] = d - (t - latest) if position else x[latest, n]
+    return np.where(np.isinf(out), NAN, out)
 
 
 def loop_decay_linear(x: np.ndarray, d: int) -> np.ndarray:
@@ -230,8 +231,8 @@ def loop_shift(x: np.ndarray, d: int, name: str) -> np.ndarray:
 
 
 LOOP_REFERENCES = {
-    "ts_argmax": lambda x, d: loop_arg_extreme(x, d, largest=True),
-    "ts_argmin": lambda x, d: loop_arg_extreme(x, d, largest=False),
+    "ts_argmax": lambda x, d: loop_extreme(x, d, largest=True, position=True),
+    "ts_argmin": lambda x, d: loop_extreme(x, d, largest=False, position=True),
     "decay_linear": loop_decay_linear,
     "ts_slope": loop_slope,
 }
@@ -263,6 +264,21 @@ def test_argmax_and_argmin_hand_worked_with_ties_and_nan() -> None:
     assert_array_equal(ts.ts_argmax(x, 3)[:, 0], [3, 3, 3, 2, 1, 1, NAN])
     assert_array_equal(ts.ts_argmin(x, 3)[:, 0], [3, 2, 1, 3, 2, 1, NAN])
     assert_array_equal(ts.ts_argmax(x, 1)[:, 0], [1, 1, 1, 1, NAN, NAN, NAN])
+
+
+def test_extremes_hand_worked_with_infinities_and_signed_zeros() -> None:
+    x = read_only(np.array([[-np.inf, NAN, 0.0, -0.0, NAN, NAN], [NAN, NAN, NAN, -np.inf, NAN, NAN]]).T)
+    # an infinite extreme is found (it has a slot) but is no value; among 0.0 and -0.0 the latest wins
+    expected = {
+        "ts_max": [[NAN, NAN, 0.0, -0.0, -0.0, -0.0], [NAN] * 6],
+        "ts_argmax": [[5, 4, 5, 5, 4, 3], [NAN, NAN, NAN, 5, 4, 3]],
+        "ts_min": [[NAN, NAN, NAN, NAN, NAN, -0.0], [NAN] * 6],
+        "ts_argmin": [[5, 4, 3, 2, 1, 3], [NAN, NAN, NAN, 5, 4, 3]],
+    }
+    for name, want in expected.items():
+        got = call(name, x, x, 5).T
+        assert_array_equal(got, want, err_msg=name)
+        assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
 
 
 def test_decay_linear_hand_worked_weights() -> None:
@@ -357,6 +373,61 @@ def test_no_inf_and_inputs_unchanged_on_extreme_values(d: int) -> None:
         assert not np.isinf(out).any(), name
     assert_array_equal(x, x_before)
     assert_array_equal(y, y_before)
+
+
+# (largest, position) of each extreme, its two kernels, and small panels full of ties and specials
+EXTREMES = {
+    "ts_max": (True, False),
+    "ts_min": (False, False),
+    "ts_argmax": (True, True),
+    "ts_argmin": (False, True),
+}
+EXTREME_KERNELS = (ts._extreme_scan, ts._extreme_blocks)
+SPECIAL = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0, np.inf, -np.inf, NAN])
+
+
+@st.composite
+def tied_panels(draw: st.DrawFn) -> np.ndarray:
+    """Up to (30, 8) rows and columns of a few values: many ties, signed zeros, NaN and infinities."""
+    palette = draw(st.lists(SPECIAL, min_size=1, max_size=4))
+    palette += draw(st.lists(st.floats(width=64), max_size=2))
+    rows, cols = draw(st.integers(1, 30)), draw(st.integers(1, 8))
+    values = draw(st.lists(st.sampled_from(palette), min_size=rows * cols, max_size=rows * cols))
+    return read_only(np.reshape(values, (rows, cols)))
+
+
+def assert_same_values_and_signs(got: np.ndarray, want: np.ndarray, name: str) -> None:
+    assert_array_equal(got, want, err_msg=name)
+    assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_extremes_match_the_window_loop_exactly(name: str, data: st.DataObject) -> None:
+    """Both kernels and the operator, for any window: NaN skipped, the latest of equal values wins."""
+    x = data.draw(tied_panels(), label="x")
+    d = data.draw(st.integers(1, x.shape[0] + 2), label="d")
+    want = loop_extreme(x, d, *EXTREMES[name])
+    assert_same_values_and_signs(call(name, x, x, d), want, name)
+    for kernel in EXTREME_KERNELS:
+        assert_same_values_and_signs(kernel(x, d, *EXTREMES[name]), want, kernel.__name__)
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_extremes_do_not_depend_on_where_the_panel_starts(name: str, data: st.DataObject) -> None:
+    """Blocks start at the panel's first row, yet a later start gives the same bits once a window fits."""
+    x = data.draw(tied_panels(), label="x")
+    d = data.draw(st.integers(1, x.shape[0] + 2), label="d")
+    k = data.draw(st.integers(0, x.shape[0] - 1), label="k")
+    full_rows = slice(k + d - 1, None)
+    part_rows = slice(d - 1, None)
+    assert_array_equal(bits(call(name, x[k:], x[k:], d)[part_rows]), bits(call(name, x, x, d)[full_rows]))
+    for kernel in EXTREME_KERNELS:
+        part, full = kernel(x[k:], d, *EXTREMES[name]), kernel(x, d, *EXTREMES[name])
+        assert_array_equal(bits(part[part_rows]), bits(full[full_rows]), err_msg=kernel.__name__)
 
 
 def test_registry_declarations() -> None:
