@@ -258,6 +258,8 @@ def _sorted_ranks(keys, m, ranks):
     notes where each tie group starts, a backward pass where it ends. The first and last keys are
     peeled off so that no comparison reads outside keys[:m] (such a guard would keep a branch).
     """
+    if m == 0:
+        return
     first = 0
     ranks[0] = 0.0
     for k in range(1, m):
@@ -500,27 +502,23 @@ def _pack_factor_words(factor, centered, row_mask, counts, min_names, position_b
 
 
 @njit(cache=True, nogil=True)
-def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, out):
+def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, scratch, out):
     """out[n] = centered average rank of the label among the names where ``values`` is finite,
     from the ``count`` names of ``names_by_value`` (ascending label order); returns the sum of
-    their squares. Exact (halves)."""
+    their squares. Exact (halves); ``scratch`` holds 2 x count floats."""
     m = 0
-    for i in range(count):
+    for i in range(count):  # no branch: a name is written, then kept or overwritten
         n = names_by_value[i]
-        if math.isfinite(values[n]):
-            kept_names[m] = n
-            m += 1
+        kept_names[m] = n
+        m += math.isfinite(values[n])
+    ascending, ranks = scratch[:m], scratch[count : count + m]
+    for i in range(m):
+        ascending[i] = label_row[kept_names[i]]
+    _sorted_ranks(ascending, m, ranks)
     sum_sq = 0.0
-    i = 0
-    while i < m:
-        j = i
-        while j + 1 < m and label_row[kept_names[j + 1]] == label_row[kept_names[i]]:
-            j += 1
-        rank = 0.5 * (i + j + 1 - m)
-        for k in range(i, j + 1):
-            out[kept_names[k]] = rank
-            sum_sq += rank * rank
-        i = j + 1
+    for i in range(m):
+        out[kept_names[i]] = ranks[i]
+        sum_sq += ranks[i] * ranks[i]
     return sum_sq
 
 
@@ -537,6 +535,7 @@ def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, positi
     ranks = np.empty(n_names)
     kept_names = np.empty(n_names, dtype=np.int64)
     reranked = np.empty(n_names)
+    scratch = np.empty(2 * n_names)
     for t in range(n_dates):
         m = kept[t]
         if not row_mask[t] or counts[t] < min_names or m < min_names:
@@ -545,7 +544,9 @@ def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, positi
         if missed[t] == 0:
             out[t] = _spearman_from_ranks(order, ranks, m, centered[t], sum_sq[t])
         else:
-            syy = _ranks_over_kept(label[t], names_by_value[t], counts[t], factor[t], kept_names, reranked)
+            syy = _ranks_over_kept(
+                label[t], names_by_value[t], counts[t], factor[t], kept_names, scratch, reranked
+            )
             out[t] = _spearman_from_ranks(order, ranks, m, reranked, syy)
     return out
 
