@@ -22,9 +22,12 @@ float64.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import math
+import multiprocessing
+import platform
 import random
 import shutil
 import sys
@@ -228,10 +231,32 @@ def _state(handle: PanelHandle, spec: ScoringSpec) -> _WorkerState:
         panel = handle if isinstance(handle, Panel) else handle.load()
         prepared = metrics.prepare_label(panel.label, rows=panel.rows)
         _WORKERS.clear()  # one panel per worker at a time: a new run frees the old one
+        if isinstance(handle, MemmapPanel) and multiprocessing.parent_process() is not None:
+            _keep_freed_memory()  # a loky worker: a process of this run's own
         state = _WorkerState(panel, _evaluator(panel, spec.cache_bytes), prepared, np.isfinite(panel.label))
         _WORKERS[handle.key] = state
         _tolerate_loky_growth(spec.cache_bytes + _nbytes(panel))
     return state
+
+
+# glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit systems
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 << 20
+
+
+def _keep_freed_memory() -> None:
+    """Make this process's allocator keep the memory it frees, for reuse (glibc only).
+
+    Scoring allocates and frees panel-sized arrays all the time. By default glibc maps each such
+    block afresh and hands it back on free (or trims the heap), so the next one faults its pages
+    in again: ~0.4 ms per MB on a VM, a third of a candidate's cost while a worker's cache fills.
+    With blocks up to 32 MB taken from the heap and the heap never trimmed, freed blocks are
+    reused; the worker's memory stays at its peak (its cache plus one candidate's arrays).
+    """
+    if platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
 def _nbytes(panel: Panel) -> int:

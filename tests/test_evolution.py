@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -266,3 +267,37 @@ def test_same_seed_same_hall_of_fame_in_separate_processes() -> None:
         for seed in (1, 2)
     ]
     assert outputs[0] == outputs[1] and len(json.loads(outputs[0])) > 10
+
+
+FREE_AND_REALLOCATE = """
+import resource, sys
+import numpy as np
+from miner.scoring import _keep_freed_memory
+
+if sys.argv[1] == "keep":
+    _keep_freed_memory()
+
+def rounds():
+    for _ in range(5):
+        panels = [np.ones((512, 1024)) for _ in range(10)]  # 10 x 4 MB, every page written
+        del panels
+
+rounds()  # the first round faults its pages in, whatever the allocator does
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+rounds()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's"
+)
+def test_a_loky_worker_reuses_the_memory_it_frees_instead_of_faulting_it_in_again() -> None:
+    """What `_keep_freed_memory` is for: once the heap holds freed panels, new ones fault no page."""
+
+    def page_faults(mode: str) -> int:
+        command = [sys.executable, "-c", FREE_AND_REALLOCATE, mode]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout)
+
+    assert page_faults("default") > 5 * 1024  # glibc's default: trimmed, faulted in again
+    assert page_faults("keep") < 100
