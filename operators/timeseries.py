@@ -186,23 +186,48 @@ def pct_change(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
+def _gathered(v, acc, count, product):
+    """A column's window sum (or product) and count of valid values, updated with one value."""
+    valid = v == v
+    grown = acc * v if product else acc + v
+    return grown if valid else acc, count + np.int64(valid)
+
+
+@njit(**_JIT)
+def _gather_rows(x, lo, t, acc, count, product):
+    """Per column: `_gathered` over rows lo..t, oldest first; four rows at a time, so that each
+    column's accumulators are loaded and stored once per four."""
+    k = lo
+    while k + 3 <= t:
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        for n in range(x.shape[1]):
+            s = _gathered(x0[n], acc[n], count[n], product)
+            s = _gathered(x1[n], *s, product)
+            s = _gathered(x2[n], *s, product)
+            acc[n], count[n] = _gathered(x3[n], *s, product)
+        k += 4
+    for rest in range(k, t + 1):
+        for n in range(x.shape[1]):
+            acc[n], count[n] = _gathered(x[rest, n], acc[n], count[n], product)
+
+
+@njit(**_JIT)
 def _accumulate(x, d, product):
     """Sum (or product) of the valid values of each window, oldest first."""
     rows, cols = x.shape
     out = np.empty((rows, cols))
     acc = np.empty(cols)
-    count = np.empty(cols)
+    count = np.empty(cols, dtype=np.int64)
     for t in range(rows):
         acc[:] = 1.0 if product else 0.0
-        count[:] = 0.0
-        for k in range(_window_start(t, d), t + 1):
-            for n in range(cols):
-                v = x[k, n]
-                if v == v:
-                    acc[n] = acc[n] * v if product else acc[n] + v
-                    count[n] += 1.0
+        count[:] = 0
+        if product:  # a constant in each call: the branch inside folds away and the loops vectorise
+            _gather_rows(x, _window_start(t, d), t, acc, count, True)
+        else:
+            _gather_rows(x, _window_start(t, d), t, acc, count, False)
+        row = out[t]
         for n in range(cols):
-            out[t, n] = _finite(acc[n]) if count[n] > 0 else np.nan
+            row[n] = _finite(acc[n]) if count[n] > 0 else np.nan
     return out
 
 
@@ -558,26 +583,43 @@ def ts_argmax(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
+def _rank_counts(v, today, count, below, equal):
+    """A column's window counts (valid, below today, equal to today) updated with one value."""
+    return count + np.int64(v == v), below + np.int64(v < today), equal + np.int64(v == today)
+
+
+@njit(**_JIT)
 def _ts_rank(x, d):
+    """Today's average-tie percentile among the window's valid values. Four rows at a time, so
+    that each column's counts are loaded and stored once per four; integer counts vectorise
+    better than float ones (1.7x at d = 10 and 60 on 853 x 505)."""
     rows, cols = x.shape
     out = np.empty((rows, cols))
-    count, below, equal = np.empty(cols), np.empty(cols), np.empty(cols)
+    count = np.empty(cols, dtype=np.int64)
+    below = np.empty(cols, dtype=np.int64)
+    equal = np.empty(cols, dtype=np.int64)
     for t in range(rows):
-        count[:] = 0.0
-        below[:] = 0.0
-        equal[:] = 0.0
-        for k in range(_window_start(t, d), t + 1):
+        count[:] = 0
+        below[:] = 0
+        equal[:] = 0
+        today = x[t]
+        k = _window_start(t, d)
+        while k + 3 <= t:
+            x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
             for n in range(cols):
-                v = x[k, n]
-                today = x[t, n]
-                count[n] += v == v
-                below[n] += v < today
-                equal[n] += v == today
-        for n in range(cols):
-            if equal[n] > 0:  # today is valid (it equals itself)
-                out[t, n] = (below[n] + (equal[n] + 1.0) / 2.0) / count[n]
-            else:
-                out[t, n] = np.nan
+                s = _rank_counts(x0[n], today[n], count[n], below[n], equal[n])
+                s = _rank_counts(x1[n], today[n], *s)
+                s = _rank_counts(x2[n], today[n], *s)
+                count[n], below[n], equal[n] = _rank_counts(x3[n], today[n], *s)
+            k += 4
+        for rest in range(k, t + 1):
+            for n in range(cols):
+                s = _rank_counts(x[rest, n], today[n], count[n], below[n], equal[n])
+                count[n], below[n], equal[n] = s
+        row = out[t]
+        for n in range(cols):  # today is valid where it equals itself: equal > 0
+            rank = (below[n] + (equal[n] + 1.0) / 2.0) / count[n]
+            row[n] = rank if equal[n] > 0 else np.nan
     return out
 
 
