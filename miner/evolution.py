@@ -431,7 +431,7 @@ class Miner:
         if not items:
             return []
         n_jobs = self.config.parallel.n_jobs
-        per_batch = self.config.parallel.batch_size or max(1, math.ceil(len(items) / (4 * n_jobs)))
+        per_batch = self.config.parallel.batch_size or max(1, math.ceil(len(items) / (8 * n_jobs)))
         return [items[i : i + per_batch] for i in range(0, len(items), per_batch)]
 
     # -- variation --------------------------------------------------------------------------
