@@ -36,6 +36,7 @@ _RADIX_PASSES = 3  # 8-bit digits: the 24 key bits below the highest bit where k
 _WINDOW_MASK = np.uint64((1 << (8 * _RADIX_PASSES)) - 1)
 _POSITION_MASK = np.uint64(0xFFFFFFFF)
 _SHORT_RUN = 16  # runs tied on the radix window up to this length are insertion-sorted, else heapsort
+_FEW_TIES_PER_NAME = 8  # under one name in 8 tied on its sort word's window: finish each tied run alone
 
 
 # --------------------------------------------------------------------------- input handling
@@ -163,6 +164,30 @@ def _heapsort_run(keys, order, i, j):
 
 
 @njit(cache=True, nogil=True)
+def _sort_run(keys, order, i, j):
+    """Sort keys[i:j] ascending in place, moving order[i:j] along: nothing when already sorted,
+    an insertion sort for a short run, else heapsort."""
+    for k in range(i + 1, j):
+        if keys[k] < keys[k - 1]:
+            break
+    else:
+        return
+    if j - i > _SHORT_RUN:
+        _heapsort_run(keys, order, i, j)
+        return
+    for k in range(i + 1, j):
+        key = keys[k]
+        position = order[k]
+        s = k - 1
+        while s >= i and keys[s] > key:
+            keys[s + 1] = keys[s]
+            order[s + 1] = order[s]
+            s -= 1
+        keys[s + 1] = key
+        order[s + 1] = position
+
+
+@njit(cache=True, nogil=True)
 def _sort_tied_runs(keys, order, m, low):
     """Finish the radix sort: order each run of keys equal from bit ``low`` up."""
     shift = np.uint64(low)
@@ -173,25 +198,7 @@ def _sort_tied_runs(keys, order, m, low):
         while j < m and (keys[j] >> shift) == high:
             j += 1
         if j - i > 1:
-            is_sorted = True
-            for k in range(i + 1, j):
-                if keys[k] < keys[k - 1]:
-                    is_sorted = False
-                    break
-            if not is_sorted:
-                if j - i <= _SHORT_RUN:
-                    for k in range(i + 1, j):
-                        key = keys[k]
-                        pos = order[k]
-                        s = k - 1
-                        while s >= i and keys[s] > key:
-                            keys[s + 1] = keys[s]
-                            order[s + 1] = order[s]
-                            s -= 1
-                        keys[s + 1] = key
-                        order[s + 1] = pos
-                else:
-                    _heapsort_run(keys, order, i, j)
+            _sort_run(keys, order, i, j)
         i = j
 
 
@@ -433,8 +440,9 @@ def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
     """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value
     (order[:m]) and their centered average ranks (ranks[:m], exact halves).
 
-    When no two names tie on the window of their sort keys, the words' order is final and there
-    are no ties; otherwise the order is finished on the full keys (read into ``keys``).
+    Words order the names up to ties on the window of their sort keys. Where no two names tie on
+    it, that order is final and has no ties. Where a few do, each run of them is finished on its
+    full keys alone; where many do, the whole order is (reading every full key into ``keys``).
     """
     shift = np.uint32(position_bits)
     position_mask = np.uint32((1 << position_bits) - 1)
@@ -442,16 +450,46 @@ def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
     for k in range(m):
         order[k] = words[k] & position_mask
         ranks[k] = k + half
-    repeated = False
+    repeated = 0
     for k in range(1, m):  # no branch: the loop vectorises
-        repeated |= (words[k] >> shift) == (words[k - 1] >> shift)
-    if repeated:
-        bits = values.view(np.uint64)
-        for k in range(m):
-            keys[k] = _order_key(bits[order[k]])
-        if low > 0:
-            _finish_order(keys, order, m, low)
-        _sorted_ranks(keys, m, ranks)
+        repeated += (words[k] >> shift) == (words[k - 1] >> shift)
+    if repeated == 0:
+        return
+    bits = values.view(np.uint64)
+    if repeated * _FEW_TIES_PER_NAME < m:
+        i = 0
+        while i < m - 1:
+            window = words[i] >> shift
+            j = i + 1
+            while j < m and (words[j] >> shift) == window:
+                j += 1
+            if j - i > 1:
+                _rank_run(bits, low, i, j, half, keys, order, ranks)
+            i = j
+        return
+    for k in range(m):
+        keys[k] = _order_key(bits[order[k]])
+    if low > 0:
+        _finish_order(keys, order, m, low)
+    _sorted_ranks(keys, m, ranks)
+
+
+@njit(cache=True, nogil=True)
+def _rank_run(bits, low, i, j, half, keys, order, ranks):
+    """Finish order[i:j], a run of names tied on their sort keys from bit ``low`` up, on the full
+    keys, and give each group of equal values in it their average rank (minus the mean rank,
+    ``-half``)."""
+    for k in range(i, j):
+        keys[k] = _order_key(bits[order[k]])
+    if low > 0:
+        _sort_run(keys, order, i, j)
+    first = i
+    for k in range(i + 1, j + 1):
+        if k == j or keys[k] != keys[first]:
+            average = 0.5 * (first + k - 1) + half  # exact halves
+            for tied in range(first, k):
+                ranks[tied] = average
+            first = k
 
 
 @njit(cache=True, nogil=True)

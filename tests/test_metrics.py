@@ -235,6 +235,29 @@ def test_rank_ic_fast_matches_scipy_and_is_symmetric_bit_for_bit(
     np.testing.assert_array_equal(rank_ic(factor, label, min_names, rows=rows), got)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.integers(64, 400),
+    seed=st.integers(0, 2**32 - 1),
+    copies=st.sampled_from([1, 3, 8]),
+    run=st.sampled_from([2, 5, 20]),
+)
+def test_rank_ic_finishes_a_few_near_tied_runs_like_scipy(names, seed, copies, run) -> None:
+    """Continuous values with a few runs of near-copies (last mantissa bits apart, shuffled) and
+    exact copies: the runs tie on the sorting window and are finished alone on the full keys."""
+    rng = np.random.default_rng(seed)
+    factor = rng.standard_normal((3, names))
+    for row in factor:
+        for source in rng.choice(names, copies, replace=False):
+            targets = rng.choice(names, run, replace=False)
+            row[targets] = row[source] * (1.0 + rng.integers(-2, 3, run) * 2.0**-52)
+    label = rng.standard_normal((3, names)).round(2)
+    got = rank_ic(factor, label, min_names=3)
+    expected = scipy_corr_per_date(factor, label, 3, stats.spearmanr)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(rank_ic(label, factor, min_names=3), got)
+
+
 def test_rank_ic_fast_when_the_factor_misses_some_label_names(rng) -> None:
     label = np.round(rng.standard_normal((24, 50)), 1)  # many ties
     factor = rng.standard_normal((24, 50))
