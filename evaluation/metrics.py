@@ -294,6 +294,27 @@ def _finish_corr(sxy, sxx, syy):
 
 
 @njit(cache=True, nogil=True)
+def _spearman_from_keys(keys, order, m, cy, syy, scratch):
+    """`_spearman_from_ranks` of m values given by their sorted keys (ties: equal keys), with
+    `_sorted_ranks`' backward pass and the sums folded into one; ``scratch`` holds m floats."""
+    first = 0
+    scratch[0] = 0.0
+    for k in range(1, m):
+        first = first if keys[k] == keys[k - 1] else k
+        scratch[k] = first
+    last = m - 1
+    r = 0.5 * (scratch[last] + last + 1 - m)
+    sxy = r * cy[order[last]]
+    sxx = r * r
+    for k in range(m - 2, -1, -1):
+        last = last if keys[k] == keys[k + 1] else k
+        r = 0.5 * (scratch[k] + last + 1 - m)
+        sxy += r * cy[order[k]]
+        sxx += r * r
+    return _finish_corr(sxy, sxx, syy)
+
+
+@njit(cache=True, nogil=True)
 def _spearman_from_ranks(order, ranks, m, cy, syy):
     """Spearman of m values with centered ranks ``ranks`` (in ascending order of value, at the
     positions ``order``) and the other side, whose centered ranks at those positions are ``cy``.
@@ -427,7 +448,8 @@ def _ranks_from_words(words, low, kept, values, position_bits):
         m = kept[t]
         if m == 0:
             continue
-        _ranked_order(words[t], values[t], m, position_bits, low[t], keys, order, ranks)
+        if _ranked_order(words[t], values[t], m, position_bits, low[t], keys, order, ranks):
+            _sorted_ranks(keys, m, ranks)
         for k in range(m):
             centered[t, order[k]] = ranks[k]
             names_by_value[t, k] = order[k]
@@ -438,40 +460,41 @@ def _ranks_from_words(words, low, kept, values, position_bits):
 @njit(cache=True, nogil=True)
 def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
     """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value
-    (order[:m]) and their centered average ranks (ranks[:m], exact halves).
+    (order[:m]); returns whether many of them tie.
 
     Words order the names up to ties on the window of their sort keys. Where no two names tie on
-    it, that order is final and has no ties. Where a few do, each run of them is finished on its
-    full keys alone; where many do, the whole order is (reading every full key into ``keys``).
+    it, that order is final and has no ties; where a few do, each run of them is finished on its
+    full keys alone. Either way ranks[:m] then holds their centered average ranks (exact halves).
+    Where many names tie, the whole order is finished on the full keys, left in keys[:m] for the
+    caller to rank (`_sorted_ranks`, or `_spearman_from_keys` in one pass fewer).
     """
     shift = np.uint32(position_bits)
     position_mask = np.uint32((1 << position_bits) - 1)
+    repeated = 0
+    order[0] = words[0] & position_mask
+    for k in range(1, m):  # no branch: the loop vectorises
+        order[k] = words[k] & position_mask
+        repeated += (words[k] >> shift) == (words[k - 1] >> shift)
+    bits = values.view(np.uint64)
+    if repeated * _FEW_TIES_PER_NAME >= m:
+        for k in range(m):
+            keys[k] = _order_key(bits[order[k]])
+        if low > 0:
+            _finish_order(keys, order, m, low)
+        return True
     half = 0.5 * (1.0 - m)
     for k in range(m):
-        order[k] = words[k] & position_mask
         ranks[k] = k + half
-    repeated = 0
-    for k in range(1, m):  # no branch: the loop vectorises
-        repeated += (words[k] >> shift) == (words[k - 1] >> shift)
-    if repeated == 0:
-        return
-    bits = values.view(np.uint64)
-    if repeated * _FEW_TIES_PER_NAME < m:
-        i = 0
-        while i < m - 1:
-            window = words[i] >> shift
-            j = i + 1
-            while j < m and (words[j] >> shift) == window:
-                j += 1
-            if j - i > 1:
-                _rank_run(bits, low, i, j, half, keys, order, ranks)
-            i = j
-        return
-    for k in range(m):
-        keys[k] = _order_key(bits[order[k]])
-    if low > 0:
-        _finish_order(keys, order, m, low)
-    _sorted_ranks(keys, m, ranks)
+    i = 0
+    while repeated and i < m - 1:
+        window = words[i] >> shift
+        j = i + 1
+        while j < m and (words[j] >> shift) == window:
+            j += 1
+        if j - i > 1:
+            _rank_run(bits, low, i, j, half, keys, order, ranks)
+        i = j
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -578,14 +601,17 @@ def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, positi
         m = kept[t]
         if not row_mask[t] or counts[t] < min_names or m < min_names:
             continue
-        _ranked_order(words[t], factor[t], m, position_bits, low[t], keys, order, ranks)
-        if missed[t] == 0:
-            out[t] = _spearman_from_ranks(order, ranks, m, centered[t], sum_sq[t])
-        else:
+        many_ties = _ranked_order(words[t], factor[t], m, position_bits, low[t], keys, order, ranks)
+        cy, syy = centered[t], sum_sq[t]
+        if missed[t] > 0:
             syy = _ranks_over_kept(
                 label[t], names_by_value[t], counts[t], factor[t], kept_names, scratch, reranked
             )
-            out[t] = _spearman_from_ranks(order, ranks, m, reranked, syy)
+            cy = reranked
+        if many_ties:
+            out[t] = _spearman_from_keys(keys, order, m, cy, syy, ranks)
+        else:
+            out[t] = _spearman_from_ranks(order, ranks, m, cy, syy)
     return out
 
 
