@@ -413,6 +413,7 @@ class Evaluator:
         self.cache = SubexpressionCache(cache_bytes)
         self.extra = dict(extra or {})
         self.shape = (len(data.dates), len(data.instruments))
+        self._listed: np.ndarray | None = None
 
     def evaluate(self, formula: str | Node) -> np.ndarray:
         tree = canonicalize(parse(formula))
@@ -421,7 +422,7 @@ class Evaluator:
         except FormulaError as exc:
             raise FormulaError(f"{exc} (evaluating {to_string(tree)!r})") from None
         if isinstance(result, float):
-            result = _readonly(np.full(self.shape, result))
+            result = self._broadcast(result)
         return result
 
     def _series(self, node: Node) -> np.ndarray | float:
@@ -450,7 +451,7 @@ class Evaluator:
         if kind is Kind.SERIES:
             value = self._series(node)
             if isinstance(value, float) and not formal.scalar_ok:
-                return _readonly(np.full(self.shape, value))
+                return self._broadcast(value)
             return value
         if kind in (Kind.WINDOW, Kind.LAG):
             return int(node.value)  # type: ignore[union-attr]
@@ -467,6 +468,17 @@ class Evaluator:
             raise FormulaError(f"{name!r} is not an intraday field (intraday fields: {available})")
         return self.data.intraday[name]
 
+    def _broadcast(self, value: float) -> np.ndarray:
+        """A number as a panel: the value where the market has data on that date, NaN elsewhere.
+
+        A constant is then the same on a date whatever instruments join the panel later, so that a
+        cross-sectional operator of it (``rank(1)``) gives the same values in an incremental update
+        as in a full recomputation.
+        """
+        if self._listed is None:
+            self._listed = _listed_cells(self.data, self.extra)
+        return _readonly(np.where(self._listed, value, np.nan))
+
     def _field(self, name: str) -> np.ndarray:
         if name in self.extra:
             return self.extra[name]
@@ -476,6 +488,15 @@ class Evaluator:
             available = ", ".join(sorted(set(self.data.fields) | set(self.extra)))
             raise FormulaError(f"unknown field {name!r} (available: {available})")
         return self.data.fields[name]
+
+
+def _listed_cells(data: MarketData, extra: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(T, N) bool: the cells where any daily field (group codes aside) or extra panel has a value."""
+    listed = np.zeros((len(data.dates), len(data.instruments)), dtype=bool)
+    panels = [array for name, array in data.fields.items() if not data.is_group(name)]
+    for array in [*panels, *(extra[name] for name in extra)]:
+        listed |= np.isfinite(array)
+    return listed
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -146,16 +146,47 @@ def test_evaluate_matches_pandas_for_a_101_style_alpha() -> None:
     np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-12, equal_nan=True)
 
 
-def test_evaluate_broadcasts_constants_and_names_unknown_fields() -> None:
-    data = small_market()
-    assert evaluate("1 + 2", data).shape == (len(data.dates), len(data.instruments))
-    assert np.all(evaluate("1 + 2", data) == 3.0)
+def listed_later(data: MarketData, column: int, rows: int) -> MarketData:
+    """`data` with every daily field of one instrument missing on the first rows (listed later)."""
+    fields = {}
+    for name, array in data.fields.items():
+        array = np.array(array)
+        if not data.is_group(name):
+            array[:rows, column] = np.nan
+        fields[name] = array
+    return MarketData(data.dates, data.instruments, fields, data.intraday, data.groups)
+
+
+def test_evaluate_broadcasts_constants_where_the_market_has_data_and_names_unknown_fields() -> None:
+    data = listed_later(small_market(), column=2, rows=5)
+    listed = np.zeros((len(data.dates), len(data.instruments)), dtype=bool)
+    for name, array in data.fields.items():
+        listed |= np.isfinite(array) & (not data.is_group(name))
+    value = evaluate("1 + 2", data)
+    assert value.shape == listed.shape and not listed[:5, 2].any() and listed.mean() > 0.8
+    assert np.all(value[listed] == 3.0) and np.isnan(value[~listed]).all()
     with pytest.raises(FormulaError, match="unknown field 'nope'"):
         evaluate("rank(nope)", data)
     with pytest.raises(FormulaError, match="is a group label"):
         evaluate("rank(sector)", data)
     with pytest.raises(FormulaError, match="is not a group label"):
         evaluate("group_neutralize(close, volume)", data)
+
+
+def test_a_cross_section_of_a_constant_ignores_instruments_not_yet_listed() -> None:
+    """rank(1) on a date is the same whether or not the panel also holds instruments listed later
+    (the library's incremental updates see fewer of them than a full recomputation)."""
+    data = small_market()
+    later = listed_later(data, column=2, rows=5)
+    without = MarketData(
+        data.dates,
+        np.delete(data.instruments, 2),
+        {name: np.delete(array, 2, axis=1) for name, array in data.fields.items()},
+        groups=data.groups,
+    )
+    for formula in ("rank(not_(0.5))", "close * rank(not_(0.5))", "group_rank(abs(1 - 3), sector)"):
+        expected = evaluate(formula, without)[:5]
+        np.testing.assert_array_equal(np.delete(evaluate(formula, later)[:5], 2, axis=1), expected)
 
 
 def test_evaluator_computes_each_shared_subtree_once() -> None:
