@@ -401,13 +401,19 @@ def assert_same_values_and_signs(got: np.ndarray, want: np.ndarray, name: str) -
     assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
 
 
+@st.composite
+def tied_panels_and_windows(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    """A `tied_panels` panel and a window of 1 to 2 rows more than it has."""
+    x = draw(tied_panels())
+    return x, draw(st.integers(1, x.shape[0] + 2))
+
+
 @pytest.mark.parametrize("name", sorted(EXTREMES))
 @settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_extremes_match_the_window_loop_exactly(name: str, data: st.DataObject) -> None:
+@given(case=tied_panels_and_windows())
+def test_extremes_match_the_window_loop_exactly(name: str, case: tuple[np.ndarray, int]) -> None:
     """Both kernels and the operator, for any window: NaN skipped, the latest of equal values wins."""
-    x = data.draw(tied_panels(), label="x")
-    d = data.draw(st.integers(1, x.shape[0] + 2), label="d")
+    x, d = case
     want = loop_extreme(x, d, *EXTREMES[name])
     assert_same_values_and_signs(call(name, x, x, d), want, name)
     for kernel in EXTREME_KERNELS:
@@ -416,11 +422,12 @@ def test_extremes_match_the_window_loop_exactly(name: str, data: st.DataObject) 
 
 @pytest.mark.parametrize("name", sorted(EXTREMES))
 @settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_extremes_do_not_depend_on_where_the_panel_starts(name: str, data: st.DataObject) -> None:
+@given(case=tied_panels_and_windows(), data=st.data())
+def test_extremes_do_not_depend_on_where_the_panel_starts(
+    name: str, case: tuple[np.ndarray, int], data: st.DataObject
+) -> None:
     """Blocks start at the panel's first row, yet a later start gives the same bits once a window fits."""
-    x = data.draw(tied_panels(), label="x")
-    d = data.draw(st.integers(1, x.shape[0] + 2), label="d")
+    x, d = case
     k = data.draw(st.integers(0, x.shape[0] - 1), label="k")
     full_rows = slice(k + d - 1, None)
     part_rows = slice(d - 1, None)
