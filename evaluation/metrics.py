@@ -258,20 +258,27 @@ def _sorted_order(values, m, ws):
 
 
 @njit(cache=True, nogil=True)
+def _tie_starts(keys, m, out):
+    """out[k] = position of the first of the m ascending keys equal to keys[k] (m >= 1; the first
+    key is peeled off so that no comparison reads before keys[0], a guard that would keep a branch)."""
+    first = 0
+    out[0] = 0.0
+    for k in range(1, m):
+        first = first if keys[k] == keys[k - 1] else k
+        out[k] = first
+
+
+@njit(cache=True, nogil=True)
 def _sorted_ranks(keys, m, ranks):
     """ranks[k] = average rank of the k-th of m ascending keys minus (m + 1) / 2 (exact halves).
 
     Written without data-dependent branches (ties are frequent and unpredictable): a forward pass
-    notes where each tie group starts, a backward pass where it ends. The first and last keys are
-    peeled off so that no comparison reads outside keys[:m] (such a guard would keep a branch).
+    notes where each tie group starts (`_tie_starts`), a backward pass where it ends, its last key
+    peeled off like the first.
     """
     if m == 0:
         return
-    first = 0
-    ranks[0] = 0.0
-    for k in range(1, m):
-        first = first if keys[k] == keys[k - 1] else k
-        ranks[k] = first
+    _tie_starts(keys, m, ranks)
     last = m - 1
     ranks[last] = 0.5 * (ranks[last] + last + 1 - m)
     for k in range(m - 2, -1, -1):
@@ -297,11 +304,7 @@ def _finish_corr(sxy, sxx, syy):
 def _spearman_from_keys(keys, order, m, cy, syy, scratch):
     """`_spearman_from_ranks` of m values given by their sorted keys (ties: equal keys), with
     `_sorted_ranks`' backward pass and the sums folded into one; ``scratch`` holds m floats."""
-    first = 0
-    scratch[0] = 0.0
-    for k in range(1, m):
-        first = first if keys[k] == keys[k - 1] else k
-        scratch[k] = first
+    _tie_starts(keys, m, scratch)
     last = m - 1
     r = 0.5 * (scratch[last] + last + 1 - m)
     sxy = r * cy[order[last]]
