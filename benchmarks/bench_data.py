@@ -28,8 +28,9 @@ from pathlib import Path
 import pandas as pd
 from common import daily_from_minutes, timed
 
-from miner.data import MarketData, MarketStore, import_file, load_market
-from miner.synthetic import synthetic_market
+from miner.market import MarketData
+from miner.market.store import MarketStore, import_file, load_market
+from miner.market.synthetic import synthetic_market
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOAD_TARGET_SECONDS = 1.0

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from common import timed
 
-from miner.data import MarketData
-from miner.expression import Evaluator
+from miner.lang import Evaluator
+from miner.market import MarketData
 from operators import REGISTRY
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_sp500_5yr_daily.parquet"

@@ -52,9 +52,9 @@ import pandas as pd
 from common import timed
 
 import miner.library as library
-from miner.data import MarketStore
-from miner.expression import Evaluator, canonical
+from miner.lang import Evaluator, canonical
 from miner.library import FactorLibrary
+from miner.market.store import MarketStore
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_sp500_5yr_daily.parquet"
 FIELDS = ("close", "open", "high", "low", "vwap", "volume", "returns")

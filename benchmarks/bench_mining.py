@@ -46,14 +46,17 @@ import pandas as pd
 from deap import algorithms, base, creator, gp, tools
 from joblib.externals.loky import get_reusable_executor
 
-import miner.evolution
+import miner.search.evolution
 from evaluation import forward_returns, metrics
 from miner.config import ExperimentConfig, config_from_dict
-from miner.data import MarketData
-from miner.evolution import GenerationStats, Miner, enabled_operators
-from miner.expression import Call, Evaluator, Name, Num, to_string
-from miner.scoring import Panel, ScoringSpec, score_batch
-from miner.splits import make_segments
+from miner.lang import Call, Evaluator, Name, Num, to_string
+from miner.market import MarketData
+from miner.search.evolution import Miner
+from miner.search.language import enabled_operators
+from miner.search.panels import Panel
+from miner.search.results import GenerationStats
+from miner.search.scoring import ScoringSpec, score_batch
+from miner.search.splits import make_segments
 from operators import Kind
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_sp500_5yr_daily.parquet"
@@ -224,14 +227,14 @@ def run_miner(config: ExperimentConfig, market: MarketData) -> MinerRun:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-mining-log-"))
     log_path = log_dir / "batches.txt"
     log_path.touch()
-    miner.evolution.score_batch = functools.partial(_timed_score_batch, str(log_path))
+    miner.search.evolution.score_batch = functools.partial(_timed_score_batch, str(log_path))
     try:
         mining = Miner(config, market, on_generation=on_generation)
         started = time.perf_counter()
         result = mining.run()
         ended = time.perf_counter()
     finally:
-        miner.evolution.score_batch = score_batch
+        miner.search.evolution.score_batch = score_batch
     batches = []
     for line in log_path.read_text().splitlines():
         pid, start, end, n = line.split()
@@ -615,8 +618,8 @@ def profile_miner(config: ExperimentConfig, market: MarketData) -> None:
 
 
 def fresh_import_seconds() -> float:
-    """Wall time of `import miner.scoring` in a new interpreter (a loky worker's start-up)."""
-    code = "import time; t = time.perf_counter(); import miner.scoring; print(time.perf_counter() - t)"
+    """Wall time of `import miner.search.scoring` in a new interpreter (a loky worker's start-up)."""
+    code = "import time; t = time.perf_counter(); import miner.search.scoring; print(time.perf_counter() - t)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -723,7 +726,7 @@ def main() -> None:
     warm = warm_up(full, market, label)
     imports = fresh_import_seconds()
     print(f"numba warm-up in this process before timing (compile, or load from the on-disk cache, every "
-          f"enabled kernel): {warm:.1f} s. `import miner.scoring` in a fresh interpreter (what every "
+          f"enabled kernel): {warm:.1f} s. `import miner.search.scoring` in a fresh interpreter (what every "
           f"worker pays on start-up): {imports:.1f} s.\n")  # fmt: skip
     ours: dict[str, dict[str, float]] = {}
     for key, title, config in (

@@ -41,10 +41,11 @@ import psutil
 
 from evaluation import forward_returns
 from miner.config import ExperimentConfig, config_from_dict
-from miner.data import MarketData
-from miner.evolution import Miner
-from miner.scoring import Panel, ScoringSpec, score_batch
-from miner.synthetic import synthetic_market
+from miner.market import MarketData
+from miner.market.synthetic import synthetic_market
+from miner.search.evolution import Miner
+from miner.search.panels import Panel
+from miner.search.scoring import ScoringSpec, score_batch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_stooq_daily_2008_2017.parquet"
 GIB = 2**30

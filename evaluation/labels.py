@@ -6,6 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+DEFAULT_HORIZONS = (1, 5, 10, 20)
+"""Forward-return horizons (rows) that IC decay and factor summaries are measured on by default."""
+
 
 def _validate(horizon: int, delay: int) -> None:
     if int(horizon) != horizon or horizon < 1:
@@ -38,7 +41,7 @@ def forward_returns(price: np.ndarray, horizon: int = 1, delay: int = 1) -> np.n
 
 
 def forward_returns_multi(
-    price: np.ndarray, horizons: Iterable[int] = (1, 5, 10, 20), delay: int = 1
+    price: np.ndarray, horizons: Iterable[int] = DEFAULT_HORIZONS, delay: int = 1
 ) -> dict[int, np.ndarray]:
     """Forward returns for several horizons: {horizon: (T, N) label}."""
     return {int(h): forward_returns(price, h, delay) for h in horizons}

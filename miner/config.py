@@ -158,7 +158,7 @@ class ParallelSpec(Strict):
     `ray://host:10001` or `auto`), or `local` to start a cluster of `n_jobs` single-threaded
     worker processes for the run; on a running cluster `n_jobs` should be its number of worker
     processes (it sizes the scoring batches). `float32` stores the scored panel's fields as
-    float32 (half the memory per worker; values are read back as float64, see `miner.scoring`).
+    float32 (half the memory per worker; values are read back as float64, see `miner.search.panels`).
     """
 
     backend: Literal["loky", "threading", "sequential", "dask", "ray"] = "loky"

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from miner.cli import main
+from miner.app.cli import main
 
 
 @dataclass

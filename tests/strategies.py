@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from miner.data import MarketData
-from miner.expression import Call, Name, Node, Num
+from miner.lang import Call, Name, Node, Num
+from miner.market import MarketData
 from operators import REGISTRY, Kind, Operator
 
 SERIES_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "returns")

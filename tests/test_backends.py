@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from joblib import delayed
 
-from miner import scoring
+from miner.app.experiment import market_for
 from miner.config import ParallelSpec
-from miner.data import MarketData
 from miner.errors import ConfigError
-from miner.evolution import Miner
-from miner.experiment import market_for
-from miner.scoring import Panel, ScoringSpec, score_one, scoring_workers
+from miner.market import MarketData
+from miner.search import panels, scoring
+from miner.search.evolution import Miner
+from miner.search.panels import Panel
+from miner.search.scoring import ScoringSpec, score_one
+from miner.search.workers import scoring_workers
 from tests.strategies import small_market
 from tests.test_evolution import hall_signature, small
 
@@ -108,7 +110,7 @@ def test_each_worker_gets_the_panel_once_per_run_not_once_per_batch(backend: str
     if backend == "dask":
         assert isinstance(handle, distributed.Future)  # what each task carries: a reference
     else:
-        assert isinstance(handle, scoring.MemmapPanel)
+        assert isinstance(handle, panels.MemmapPanel)
 
 
 # --- config errors ----------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def test_float32_storage_scores_exactly_like_float64_data_rounded_to_float32(tmp
 
 def test_a_float32_field_read_is_a_fresh_read_only_float64_array() -> None:
     stored = {"close": np.array([[1.0, np.nan], [1 / 3, 2.0**30 + 1]], dtype=np.float32)}
-    fields = scoring.Float64Fields(stored)
+    fields = panels.Float64Fields(stored)
     first, second = fields["close"], fields["close"]
     assert first.dtype == np.float64 and not first.flags.writeable and first is not second
     np.testing.assert_array_equal(first, [[1.0, np.nan], [np.float32(1 / 3), 2.0**30]])

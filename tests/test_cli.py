@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from miner.app.reference import operator_rows, operator_table_markdown
 from miner.config import load_config
-from miner.data import load_market
 from miner.errors import ConfigError
-from miner.reference import operator_rows, operator_table_markdown
-from miner.synthetic import synthetic_frames
+from miner.market.store import load_market
+from miner.market.synthetic import synthetic_frames
 from tests.cli_runner import assert_one_line_error, miner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import yaml
 
 from miner.config import config_from_dict, load_config
 from miner.errors import ConfigError
-from miner.splits import make_segments
-from miner.synthetic import synthetic_market
+from miner.market.synthetic import synthetic_market
+from miner.search.splits import make_segments
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 

@@ -13,14 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from miner.data import (
-    MarketData,
-    MarketStore,
-    SessionGrid,
-    import_file,
-    load_market,
-)
 from miner.errors import DataError
+from miner.market import MarketData, SessionGrid
+from miner.market.store import MarketStore, import_file, load_market
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -180,7 +175,7 @@ def test_minute_bars_land_on_their_slots_and_off_grid_bars_are_dropped(caplog):
             "volume": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0],
         }
     )
-    with caplog.at_level(logging.WARNING, logger="miner.data"):
+    with caplog.at_level(logging.WARNING, logger="miner.market.assemble"):
         market = MarketData.from_frame(daily, minute)
     close = market.intraday["close"]
     assert close.shape == (3, 2, 391) and set(market.intraday) == {"close", "volume", "minute_returns"}
@@ -416,7 +411,7 @@ def test_locked_store_is_a_clear_error(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(DataError, match=rf"^market store {store} is locked by another process$"):
+        with pytest.raises(DataError, match=rf"^market store {store} is locked by another process \(PID \d+\)$"):
             import_file(path, store=store)
     finally:
         holder.kill()

@@ -14,9 +14,9 @@ import pytest
 import scipy.stats
 
 from miner import Evaluator, MarketData, evaluate
-from miner.data import import_file, load_market
 from miner.errors import DataError
-from miner.synthetic import synthetic_frames, synthetic_market
+from miner.market.store import import_file, load_market
+from miner.market.synthetic import synthetic_frames, synthetic_market
 from operators.intraday import buy_sell_volume
 from operators.spectral import fft_band
 

@@ -18,11 +18,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from miner import evaluate
+from miner.app.experiment import market_for
+from miner.app.mining import mine
+from miner.app.tracking import PARENT_TAG
 from miner.config import config_from_dict
-from miner.experiment import market_for
 from miner.library import FactorLibrary
-from miner.mining import mine
-from miner.tracking import PARENT_TAG
 from tests.cli_runner import assert_one_line_error, miner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,11 +19,13 @@ from deap import gp
 from evaluation import metrics
 from evaluation.fitness import WORST_FITNESS
 from miner import evaluate, parse, to_string
+from miner.app.experiment import market_for
 from miner.config import ExperimentConfig, config_from_dict
-from miner.evolution import Miner, build_language, gen_full, gen_grow, to_formula, triviality
-from miner.experiment import market_for
-from miner.scoring import Panel, ScoringSpec, _state, score_one
-from miner.synthetic import PLANTED_DAILY_FORMULA, synthetic_market
+from miner.market.synthetic import PLANTED_DAILY_FORMULA, synthetic_market
+from miner.search.evolution import Miner
+from miner.search.language import build_language, gen_full, gen_grow, to_formula, triviality
+from miner.search.panels import Panel
+from miner.search.scoring import ScoringSpec, _state, score_one
 from tests.strategies import small_market
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
@@ -244,8 +246,8 @@ def test_synthetic_market_is_the_quickstart_data() -> None:
 SEPARATE_PROCESS_RUN = """
 import json, sys
 from tests.test_evolution import small, hall_signature
-from miner.evolution import Miner
-from miner.experiment import market_for
+from miner.search.evolution import Miner
+from miner.app.experiment import market_for
 config = small(gp__generations=4)
 print(json.dumps(hall_signature(Miner(config, market_for(config)).run())))
 """
@@ -272,7 +274,7 @@ def test_same_seed_same_hall_of_fame_in_separate_processes() -> None:
 FREE_AND_REALLOCATE = """
 import resource, sys
 import numpy as np
-from miner.scoring import _keep_freed_memory
+from miner.search.scoring import _keep_freed_memory
 
 if sys.argv[1] == "keep":
     _keep_freed_memory()

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from miner import FormulaError, canonical, evaluate, lookback, parse
-from miner.data import MarketData
-from miner.expression import Call, Evaluator, Name, Num, canonicalize, to_string
+from miner.lang import Call, Evaluator, Name, Num, canonicalize, to_string
+from miner.market import MarketData
 from tests.strategies import SERIES_FIELDS, applied, distinct_operators, formulas, small_market
 
 ALPHAS = [

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -22,13 +23,17 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import miner.library as library_module
-from miner.data import MarketStore, import_file, load_market
+import miner.library.library as library_module
+from miner.app.library_cli import library_app
 from miner.errors import FormulaError, LibraryError
-from miner.expression import Evaluator, Node, parse, to_string
-from miner.library import FactorLibrary, FrameCache, dependency_order, history_rows
-from miner.library_cli import library_app
-from miner.synthetic import synthetic_frames
+from miner.lang import Evaluator, Node, history_rows, parse, to_string
+from miner.library import FactorLibrary, dependency_order, rows
+from miner.library.cache import forget_factor, new_frame_cache
+from miner.library.market_view import MarketView
+from miner.library.schema import SCHEMA
+from miner.market.store import MarketStore, import_file, load_market
+from miner.market.synthetic import synthetic_frames
+from miner.storage import Migration, schema_version
 from tests.strategies import formulas
 
 DAILY, _ = synthetic_frames(n_instruments=16, n_days=72, seed=5)
@@ -228,17 +233,17 @@ def test_registration_rejects_duplicate_ids_and_formulas_naming_the_existing_fac
 
 def test_failed_registration_leaves_nothing_behind(tmp_path, monkeypatch):
     path = tmp_path / "lib.duckdb"
-    original = library_module._insert_values
+    original = rows.insert_values
 
     def half_then_fail(con, factor_id, values):
         original(con, factor_id, values.slice(0, values.num_rows // 2))
         raise RuntimeError("disk on fire")
 
     with open_with_dates(path, 30) as lib:
-        monkeypatch.setattr(library_module, "_insert_values", half_then_fail)
+        monkeypatch.setattr(rows, "insert_values", half_then_fail)
         with pytest.raises(RuntimeError, match="disk on fire"):
             lib.register_factor("mom", "rank(delta(close, 5))")
-        monkeypatch.setattr(library_module, "_insert_values", original)
+        monkeypatch.setattr(rows, "insert_values", original)
 
         def failing_evaluate(self, formula):
             raise FormulaError("kernel exploded")
@@ -360,7 +365,7 @@ def test_get_factor_cache_hits_copies_and_invalidation(tmp_path):
 def test_frame_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used():
     frame = pd.DataFrame(np.zeros((100, 10)))
     size = int(frame.memory_usage(index=True).sum())
-    cache = FrameCache(max_bytes=2 * size + size // 2)
+    cache = new_frame_cache(max_bytes=2 * size + size // 2)
     cache.put(("a",), frame)
     cache.put(("b",), frame)
     assert cache.get(("a",)) is frame
@@ -370,7 +375,7 @@ def test_frame_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used():
     assert cache.bytes == 2 * size
     cache.put(("huge",), pd.DataFrame(np.zeros((1000, 100))))
     assert len(cache) == 2
-    cache.invalidate("a")
+    forget_factor(cache, "a")
     assert cache.get(("a",)) is None and len(cache) == 1
 
 
@@ -404,13 +409,13 @@ def test_value_on_a_date_uses_only_its_history_and_equals_the_stored_value(tmp_p
         lib.register_factor("mom", "rank(delta(close, 5))")
         lib.register_factor("trend", "ts_corr(mom, returns, 8) + ts_rank(close, 10)")
         windows = []
-        original = library_module._MarketSession.window
+        original = MarketView.window
 
         def recording(self, first, stop, minute=False):
             windows.append((first, stop))
             return original(self, first, stop, minute)
 
-        monkeypatch.setattr(library_module._MarketSession, "window", recording)
+        monkeypatch.setattr(MarketView, "window", recording)
         for row in (0, 3, 9, 40, DATES.size - 1):
             for factor_id in ("mom", "trend"):
                 value = lib.value_on(factor_id, DATES[row])
@@ -498,18 +503,18 @@ def test_schema_version_and_migrations_run_on_open(tmp_path, monkeypatch):
         FactorLibrary(path, read_only=True)
     FactorLibrary(path).close()
     con = duckdb.connect(str(path))
-    assert library_module.schema_version(con) == 1
+    assert schema_version(con, SCHEMA) == 1
     assert con.execute("SELECT version FROM library_migrations").fetchall() == [(1,)]
     con.close()
-    step = library_module.Migration(
+    step = Migration(
         2, "add an owner column", "ALTER TABLE factor_metadata ADD COLUMN owner VARCHAR"
     )
-    monkeypatch.setattr(library_module, "MIGRATIONS", (*library_module.MIGRATIONS, step))
+    monkeypatch.setattr(library_module, "SCHEMA", replace(SCHEMA, migrations=(*SCHEMA.migrations, step)))
     with pytest.raises(LibraryError, match="open it once without read_only"):
         FactorLibrary(path, read_only=True)
     FactorLibrary(path).close()
     con = duckdb.connect(str(path))
-    assert library_module.schema_version(con) == 2
+    assert schema_version(con, SCHEMA) == 2
     columns = {row[0] for row in con.execute("DESCRIBE factor_metadata").fetchall()}
     assert "owner" in columns
     con.execute("UPDATE library_meta SET value = '99' WHERE key = 'schema_version'")
@@ -592,10 +597,11 @@ def test_another_writer_is_a_clear_error_and_readers_share_the_file(tmp_path):
 CRASH_SCRIPT = textwrap.dedent(
     """
     import os, sys
-    import miner.library as library
+    from miner.library import rows
+    from miner.library.library import FactorLibrary
 
     calls = []
-    original = library._insert_values
+    original = rows.insert_values
 
     def die_on_the_third_factor(con, factor_id, values):
         calls.append(factor_id)
@@ -604,8 +610,8 @@ CRASH_SCRIPT = textwrap.dedent(
             os._exit(9)
         original(con, factor_id, values)
 
-    library._insert_values = die_on_the_third_factor
-    with library.FactorLibrary(sys.argv[1]) as lib:
+    rows.insert_values = die_on_the_third_factor
+    with FactorLibrary(sys.argv[1]) as lib:
         lib.update()
     """
 )
@@ -627,7 +633,7 @@ def test_a_failed_write_or_computation_stops_the_update_and_the_next_update_comp
         "c": "a * b",
         "d": "ts_mean(close, 3)",
     }
-    original_insert, original_evaluate = library_module._insert_values, Evaluator.evaluate
+    original_insert, original_evaluate = rows.insert_values, Evaluator.evaluate
 
     def insert_failing_for_c(con, factor_id, values):
         if factor_id == "c":
@@ -644,11 +650,11 @@ def test_a_failed_write_or_computation_stops_the_update_and_the_next_update_comp
         for factor_id, formula in factors.items():
             lib.register_factor(factor_id, formula)
         lib.market_store.import_frame(rows_between(51, 52), source="one day")
-        monkeypatch.setattr(library_module, "_insert_values", insert_failing_for_c)
+        monkeypatch.setattr(rows, "insert_values", insert_failing_for_c)
         with pytest.raises(RuntimeError, match="disk on fire"):
             lib.update()
         assert computed_through(lib) == {"a": new_day, "b": new_day, "c": last, "d": last}
-        monkeypatch.setattr(library_module, "_insert_values", original_insert)
+        monkeypatch.setattr(rows, "insert_values", original_insert)
         monkeypatch.setattr(Evaluator, "evaluate", evaluate_failing_for_d)
         with pytest.raises(LibraryError, match="factor 'd': kernel exploded"):
             lib.update()

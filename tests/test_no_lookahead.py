@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from miner import FormulaError, lookback
-from miner.data import MarketData
-from miner.expression import Call, Evaluator, Name, Node, Num, to_string
+from miner.lang import Call, Evaluator, Name, Node, Num, to_string
+from miner.market import MarketData
 from operators import Kind
 from tests.strategies import WINDOWS, distinct_operators, formulas, small_market
 

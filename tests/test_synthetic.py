@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from miner.data import MarketData
 from miner.errors import DataError
-from miner.synthetic import (
+from miner.market import MarketData
+from miner.market.synthetic import (
     PLANTED_DAILY_FORMULA,
     PLANTED_DAILY_SIGN,
     planted_intraday_mask,

@@ -26,8 +26,8 @@ close equals the daily close and the minute volumes sum to the daily volume. Min
 U-shaped intraday profile x lognormal noise, plus, on pulse (day, name) cells, a spike every
 ``p`` minutes (``p`` drawn from 2..5): power in the 2-5 minute band of the volume spectrum.
 The `minute_slots` bars of a day are labelled with the minutes that end at 16:00 (09:31..16:00
-for 390), so they sit on the default US session grid of `miner.data` (391 slots would fill it).
-The market also carries the derived intraday fields of `miner.data` (minute_returns, buy_volume,
+for 390), so they sit on the default US session grid of `miner.market` (391 slots would fill it).
+The market also carries the derived intraday fields of `miner.market.fields` (minute_returns, buy_volume,
 sell_volume). Intraday cubes are (T, N, M) float64, 8*T*N*M bytes each, eight of them: keep N
 and T modest.
 """
@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from miner.data import US_REGULAR_SESSION, MarketData, derive_returns, with_derived_intraday
 from miner.errors import DataError
+from miner.market import US_REGULAR_SESSION, MarketData
+from miner.market.fields import derive_returns, with_derived_intraday
 
 PLANTED_DAILY_FORMULA = "rank(delta(close, 5))"
 PLANTED_DAILY_SIGN = -1

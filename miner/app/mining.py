@@ -8,10 +8,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from miner.app.experiment import library_factors_for, market_for
+from miner.app.tracking import RunTracker
 from miner.config import ExperimentConfig
-from miner.evolution import GenerationStats, Miner, MiningResult
-from miner.experiment import library_factors_for, market_for
-from miner.tracking import RunTracker
+from miner.search.evolution import Miner
+from miner.search.results import GenerationStats, MiningResult
 
 RUN_ID_FILE = "mlflow_run_id"
 

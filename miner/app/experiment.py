@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from miner.config import ExperimentConfig
-from miner.data import MarketData, load_market
-from miner.errors import ConfigError, DataError
-from miner.synthetic import synthetic_market
+from miner.errors import ConfigError
+from miner.market import MarketData
+from miner.market.ingest import read_bar_file
+from miner.market.store import load_market
+from miner.market.synthetic import synthetic_market
 
 
 def market_for(config: ExperimentConfig) -> MarketData:
@@ -25,21 +25,10 @@ def market_for(config: ExperimentConfig) -> MarketData:
             spec.path, start=spec.start, end=spec.end, instruments=spec.instruments, minute=spec.minute
         )
     else:
-        market = MarketData.from_frame(read_bars(spec.path), source=str(spec.path))
+        market = MarketData.from_frame(read_bar_file(spec.path), source=str(spec.path))
     if spec.start or spec.end or spec.instruments:
         market = market.select(start=spec.start, end=spec.end, instruments=spec.instruments)
     return market
-
-
-def read_bars(path: Path) -> pd.DataFrame:
-    """A long bar table from a .parquet or .csv file (instrument codes kept as text)."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, dtype={"instrument": str})
-    raise DataError(f"{path}: expected a .parquet or .csv file of bars")
 
 
 def library_factors_for(config: ExperimentConfig, market: MarketData) -> dict[str, np.ndarray]:

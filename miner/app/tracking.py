@@ -21,10 +21,10 @@ from mlflow.tracking import MlflowClient
 from evaluation import forward_returns, metrics, report
 from miner import __version__
 from miner.config import ExperimentConfig
-from miner.data import MarketData
 from miner.errors import MinerError
-from miner.evolution import GenerationStats, MiningResult, Survivor
-from miner.expression import Evaluator
+from miner.lang import Evaluator
+from miner.market import MarketData
+from miner.search.results import GenerationStats, MiningResult, Survivor
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from miner.app.library_cli import library_app
 from miner.config import load_config
 from miner.errors import DataError, MinerError
-from miner.library_cli import library_app
 
 app = typer.Typer(
     name="miner",
@@ -53,7 +53,7 @@ def operators_command(
     markdown: Annotated[bool, typer.Option(help="Print a Markdown table (for the README).")] = False,
 ) -> None:
     """Print the operator reference: name, signature, family, lookback and meaning."""
-    from miner.reference import operator_rows, operator_table_markdown
+    from miner.app.reference import operator_rows, operator_table_markdown
 
     rows = [r for r in operator_rows() if family is None or r["family"] == family]
     if markdown:
@@ -79,7 +79,7 @@ def eval_command(
 ) -> None:
     """Evaluate one formula on daily bars, write its values and print its metrics."""
     from evaluation import factor_summary
-    from miner.expression import canonical, evaluate
+    from miner.lang import canonical, evaluate
 
     market = read_market(data)
     values = evaluate(formula, market)
@@ -102,7 +102,7 @@ def mine_command(
     debug: DebugOption = False,
 ) -> None:
     """Mine factors as the config says; log the run to MLflow and print the survivors."""
-    from miner.mining import mine
+    from miner.app.mining import mine
 
     config = with_overrides(load_config(config_path), n_jobs, tracking_uri, seed, no_tracking)
     outcome = mine(config, resume=resume, console=console)
@@ -129,7 +129,7 @@ def promote_command(
     debug: DebugOption = False,
 ) -> None:
     """Register a run's survivors in the factor library and compute their history."""
-    from miner.promote import promote
+    from miner.app.promote import promote
 
     for outcome in promote(run_id, tracking_uri, library, factor, everything, store):
         console.print(outcome.message, highlight=False)
@@ -199,7 +199,7 @@ def data_import_command(
     debug: DebugOption = False,
 ) -> None:
     """Import (upsert) bars into the market store; bad input leaves the store unchanged."""
-    from miner.data import import_file
+    from miner.market.store import import_file
 
     mapping = parse_column_map(column or [])
     report = import_file(path, kind=kind, store=store, column_map=mapping, drop_suspect=drop_suspect)
@@ -218,14 +218,15 @@ def parse_column_map(items: list[str]) -> dict[str, str]:
 
 def read_market(path: Path):
     """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
-    from miner.data import MarketData, load_market
-    from miner.experiment import read_bars
+    from miner.market import MarketData
+    from miner.market.ingest import read_bar_file
+    from miner.market.store import load_market
 
     if path.suffix == ".duckdb":
         if not path.exists():
             raise DataError(f"{path}: no such file")
         return load_market(path)
-    return MarketData.from_frame(read_bars(path), source=str(path))
+    return MarketData.from_frame(read_bar_file(path), source=str(path))
 
 
 def write_long(values: np.ndarray, market, output: Path) -> None:

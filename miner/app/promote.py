@@ -11,13 +11,13 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from miner.app.tracking import CONFIG_FILE, SURVIVORS_FILE
 from miner.config import ExperimentConfig, config_from_dict
 from miner.errors import MinerError
-from miner.experiment import read_bars
-from miner.expression import canonical
+from miner.lang import canonical
 from miner.library import FactorLibrary
-from miner.synthetic import synthetic_frames
-from miner.tracking import CONFIG_FILE, SURVIVORS_FILE
+from miner.market.ingest import read_bar_file
+from miner.market.synthetic import synthetic_frames
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def ensure_market(library: FactorLibrary, config: ExperimentConfig) -> None:
         if minute is not None:
             library.market_store.import_frame(minute, "minute", source="synthetic market")
     elif source.source == "file":
-        library.market_store.import_frame(read_bars(source.path), "daily", source=str(source.path))
+        library.market_store.import_frame(read_bar_file(source.path), "daily", source=str(source.path))
     else:
         raise MinerError(
             f"factor library {library.path} has no market data: open it with the run's store "

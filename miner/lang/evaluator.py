@@ -1,0 +1,154 @@
+"""Evaluation of formula trees on a `MarketData`, each distinct subformula computed once per cache."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from miner.errors import FormulaError
+from miner.lang.cache import ByteLRU
+from miner.lang.nodes import Name, Node, Num
+from miner.lang.parser import parse
+from miner.lang.printer import canonicalize, to_string
+from operators import REGISTRY, Arg, Kind
+
+if TYPE_CHECKING:
+    from miner.market.panel import MarketData
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+class Evaluator:
+    """Evaluates formulas on one `MarketData`, computing each distinct subformula once.
+
+    `extra` supplies further named panels (e.g. library factors a formula refers to).
+    Results are read-only arrays that may be shared with the cache.
+    """
+
+    def __init__(
+        self,
+        data: MarketData,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        extra: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        self.data = data
+        self.cache: ByteLRU[str, np.ndarray] = ByteLRU(cache_bytes, _nbytes)
+        self.extra = dict(extra or {})
+        self.shape = (len(data.dates), len(data.instruments))
+        self._listed: np.ndarray | None = None
+
+    def evaluate(self, formula: str | Node) -> np.ndarray:
+        tree = canonicalize(parse(formula))
+        try:
+            result = self._series(tree)
+        except FormulaError as exc:
+            raise FormulaError(f"{exc} (evaluating {to_string(tree)!r})") from None
+        if isinstance(result, float):
+            result = self._broadcast(result)
+        return result
+
+    def _series(self, node: Node) -> np.ndarray | float:
+        if isinstance(node, Num):
+            return node.value
+        if isinstance(node, Name):
+            return self._field(node.name)
+        key = to_string(node)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        spec = REGISTRY[node.op]
+        args = [self._argument(formal, a) for formal, a in zip(spec.args, node.args)]
+        try:
+            out = spec.kernel(*args)
+        except ValueError as exc:
+            raise FormulaError(f"{spec.name}: {exc}") from None
+        if isinstance(out, float | np.floating):
+            return float(out) if math.isfinite(out) else math.nan
+        out = _sanitized(out, args)
+        self.cache.put(key, out)
+        return out
+
+    def _argument(self, formal: Arg, node: Node) -> object:
+        kind = formal.kind
+        if kind is Kind.SERIES:
+            value = self._series(node)
+            if isinstance(value, float) and not formal.scalar_ok:
+                return self._broadcast(value)
+            return value
+        if kind in (Kind.WINDOW, Kind.LAG):
+            return int(node.value)  # type: ignore[union-attr]
+        if kind is Kind.CONST:
+            return node.value  # type: ignore[union-attr]
+        name = node.name  # type: ignore[union-attr]
+        if kind is Kind.GROUP:
+            if not self.data.is_group(name):
+                groups = ", ".join(sorted(self.data.groups)) or "none"
+                raise FormulaError(f"{name!r} is not a group label (group fields: {groups})")
+            return self.data.fields[name]
+        if name not in self.data.intraday:
+            available = ", ".join(sorted(self.data.intraday)) or "none: the data has no minute bars"
+            raise FormulaError(f"{name!r} is not an intraday field (intraday fields: {available})")
+        return self.data.intraday[name]
+
+    def _broadcast(self, value: float) -> np.ndarray:
+        """A number as a panel: the value where the market has data on that date, NaN elsewhere.
+
+        A constant is then the same on a date whatever instruments join the panel later, so that a
+        cross-sectional operator of it (``rank(1)``) gives the same values in an incremental update
+        as in a full recomputation.
+        """
+        if self._listed is None:
+            self._listed = _listed_cells(self.data, self.extra)
+        return _readonly(np.where(self._listed, value, np.nan))
+
+    def _field(self, name: str) -> np.ndarray:
+        if name in self.extra:
+            return self.extra[name]
+        if self.data.is_group(name):
+            raise FormulaError(f"{name!r} is a group label; use it as the group argument of group_*")
+        if name not in self.data.fields:
+            available = ", ".join(sorted(set(self.data.fields) | set(self.extra)))
+            raise FormulaError(f"unknown field {name!r} (available: {available})")
+        return self.data.fields[name]
+
+
+def _nbytes(panel: np.ndarray) -> int:
+    return panel.nbytes
+
+
+def _listed_cells(data: MarketData, extra: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(T, N) bool: the cells where any daily field (group codes aside) or extra panel has a value."""
+    listed = np.zeros((len(data.dates), len(data.instruments)), dtype=bool)
+    panels = [array for name, array in data.fields.items() if not data.is_group(name)]
+    for array in [*panels, *(extra[name] for name in extra)]:
+        listed |= np.isfinite(array)
+    return listed
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _sanitized(out: np.ndarray, inputs: list[object]) -> np.ndarray:
+    """The kernel's result as a fresh read-only float64 panel.
+
+    Kernels never emit inf (the operator contract, tested for every family), so the values are
+    not scanned again here; only a result that is not a new float64 array of its own is copied.
+    """
+    shared = any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in inputs)
+    if shared or not out.flags.writeable or out.dtype != np.float64:
+        out = np.array(out, dtype=np.float64)
+    return _readonly(out)
+
+
+def evaluate(formula: str | Node, data: MarketData, evaluator: Evaluator | None = None) -> np.ndarray:
+    """Values of a formula on `data` as a `(T, N)` float64 array (NaN where undefined)."""
+    if evaluator is None:
+        evaluator = Evaluator(data)
+    elif evaluator.data is not data:
+        raise ValueError("the evaluator was built for another MarketData")
+    return np.array(evaluator.evaluate(formula))

@@ -1,0 +1,11 @@
+"""Market data: the panel formulas run on, session grids, ingest and validation, the DuckDB market
+store and the synthetic market.
+
+Only the numpy-based panel and session grid are imported here, so that scoring workers stay light;
+the pandas/DuckDB parts are in `miner.market.store`, `.ingest`, `.assemble` and `.synthetic`.
+"""
+
+from miner.market.panel import MarketData
+from miner.market.session import US_REGULAR_SESSION, SessionGrid
+
+__all__ = ["US_REGULAR_SESSION", "MarketData", "SessionGrid"]

@@ -1,0 +1,501 @@
+"""The DuckDB market store: validated, transactional imports and panel loads.
+
+`import_file` validates a CSV or Parquet file and upserts it in one transaction; `load_market`
+reads a panel back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from miner.errors import DataError
+from miner.market.assemble import EncodedRows, assemble_daily, minute_cubes
+from miner.market.fields import DEFAULT_GROUPS, MINUTE_FIELDS
+from miner.market.ingest import (
+    DailyBars,
+    MinuteBars,
+    normalized_columns,
+    read_bar_file,
+    validate_daily,
+    validate_minute,
+)
+from miner.market.panel import MAX_INTRADAY_BYTES, MarketData, names_of, to_day
+from miner.market.session import US_REGULAR_SESSION, SessionGrid
+from miner.storage import Migration, Schema, connect, migrate, schema_version, transaction
+
+log = logging.getLogger(__name__)
+
+
+# Group labels (sector, industry...) and any further numeric column are extra nullable columns of
+# daily_bars (VARCHAR for labels, DOUBLE for numbers, BOOLEAN for flags such as `suspect`), added
+# with ALTER TABLE the first time an import brings them. Chosen over a long daily_labels table:
+# one row per (date, instrument) holds everything, so the upsert replaces a bar and its labels
+# together, and load_market reads the whole panel with one query. A label may change over time
+# (one value per date), like any field.
+_DAILY_CORE = {
+    "date": "DATE NOT NULL",
+    "instrument": "VARCHAR NOT NULL",
+    "open": "DOUBLE",
+    "high": "DOUBLE",
+    "low": "DOUBLE",
+    "close": "DOUBLE",
+    "volume": "DOUBLE",
+    "vwap": "DOUBLE",
+    "amount": "DOUBLE",
+}
+_TABLES_V1 = f"""
+CREATE TABLE IF NOT EXISTS daily_bars (
+    {", ".join(f"{name} {kind}" for name, kind in _DAILY_CORE.items())},
+    PRIMARY KEY (date, instrument)
+);
+CREATE TABLE IF NOT EXISTS minute_bars (
+    datetime TIMESTAMP NOT NULL, instrument VARCHAR NOT NULL,
+    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE,
+    PRIMARY KEY (datetime, instrument)
+);
+CREATE TABLE IF NOT EXISTS data_changes (
+    kind VARCHAR NOT NULL, first_date DATE NOT NULL, imported_at TIMESTAMP NOT NULL,
+    source VARCHAR NOT NULL, rows BIGINT NOT NULL
+);
+"""
+_STORE_KIND = {"DOUBLE": "numeric", "VARCHAR": "label", "BOOLEAN": "flag"}
+SCHEMA = Schema("store", "market store", (Migration(1, "daily_bars, minute_bars, data_changes", _TABLES_V1),))
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import did: rows written, keys replaced, date span, what was dropped or ignored."""
+
+    source: str
+    kind: str
+    rows: int
+    replaced: int
+    instruments: int
+    first_date: dt.date
+    last_date: dt.date
+    dropped_suspect: int = 0
+    ignored_columns: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.source}: {self.rows} {self.kind} rows ({self.replaced} replaced), "
+            f"{self.instruments} instruments, {self.first_date}..{self.last_date}"
+        )
+        if self.dropped_suspect:
+            text += f", {self.dropped_suspect} suspect rows dropped"
+        if self.ignored_columns:
+            text += f", ignored columns: {', '.join(self.ignored_columns)}"
+        return text
+
+
+class MarketStore:
+    """The market tables of a DuckDB file.
+
+    * ``daily_bars(date DATE, instrument VARCHAR, open, high, low, close, volume, vwap, amount
+      DOUBLE, ...extra columns, PRIMARY KEY(date, instrument))``
+    * ``minute_bars(datetime TIMESTAMP, instrument VARCHAR, open, high, low, close, volume DOUBLE,
+      PRIMARY KEY(datetime, instrument))`` (naive exchange time)
+    * ``store_meta(key, value)`` with ``schema_version``
+    * ``data_changes(kind, first_date, imported_at, source, rows)``: one row per import, with the
+      earliest date it touched (the factor library marks factors stale from there).
+
+    Re-imported keys are replaced whole (``INSERT OR REPLACE``, all columns, the ones the new file
+    lacks become NULL); measured on the S&P file it is ~8x faster than DELETE + INSERT.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._con = connect(self.path, read_only, "market store", DataError)
+        self._owns_connection = True
+        self._prepare()
+
+    @classmethod
+    def on_connection(cls, con: duckdb.DuckDBPyConnection, path: str | Path = "<connection>") -> MarketStore:
+        """The market tables on an open connection (the factor library's), which close() keeps."""
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store.read_only = False
+        store._con = con
+        store._owns_connection = False
+        store._prepare()
+        return store
+
+    def __enter__(self) -> MarketStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_connection:
+            self._con.close()
+
+    def _prepare(self) -> None:
+        try:
+            migrate(self._con, SCHEMA, self.path, self.read_only, DataError)
+        except DataError as exc:
+            if not self.read_only or schema_version(self._con, SCHEMA):
+                raise
+            raise DataError(f"{self.path} holds no market store (import data into it first)") from exc
+
+    # ---- imports ---------------------------------------------------------------------------------
+
+    def daily_row_count(self) -> int:
+        """How many daily bars the store holds (0 for a new store)."""
+        return int(self._con.execute("SELECT count(*) FROM daily_bars").fetchall()[0][0])
+
+    def import_file(
+        self,
+        path: str | Path,
+        kind: str = "daily",
+        column_map: Mapping[str, str] | None = None,
+        *,
+        drop_suspect: bool = False,
+    ) -> ImportReport:
+        """Validate a CSV or Parquet file and upsert it, all or nothing.
+
+        Errors name the file, the column and the row (0-based data row, header excluded).
+        """
+        frame = read_bar_file(Path(path), kind, column_map)
+        return self.import_frame(frame, kind, source=str(path), drop_suspect=drop_suspect)
+
+    def import_frame(
+        self,
+        frame: pd.DataFrame,
+        kind: str = "daily",
+        *,
+        source: str = "frame",
+        drop_suspect: bool = False,
+    ) -> ImportReport:
+        """Validate a long DataFrame and upsert it in one transaction (all or nothing).
+
+        Rows flagged by a boolean ``suspect`` column are imported as they are unless `drop_suspect`.
+        Column names are lower-cased (DuckDB identifiers ignore case).
+        """
+        if self.read_only:
+            raise DataError(f"market store {self.path} is open read-only")
+        if kind not in ("daily", "minute"):
+            raise DataError(f"{source}: unknown import kind {kind!r} (expected 'daily' or 'minute')")
+        frame = normalized_columns(frame, source)
+        dropped = 0
+        if drop_suspect and "suspect" in frame.columns:
+            if not pd.api.types.is_bool_dtype(frame["suspect"]):
+                raise DataError(f"{source}: column 'suspect' is not boolean (true/false)")
+            suspect = frame["suspect"].fillna(False).to_numpy(dtype=bool)
+            dropped = int(suspect.sum())
+            frame = frame.loc[~suspect]
+        if kind == "daily":
+            return self._write_daily(
+                validate_daily(frame, source, frozenset(DEFAULT_GROUPS)), source, dropped
+            )
+        return self._write_minute(validate_minute(frame, source), source, dropped)
+
+    def _write_daily(self, bars: DailyBars, source: str, dropped: int) -> ImportReport:
+        incoming_kinds = {name: "numeric" for name in bars.numeric}
+        incoming_kinds.update({name: "label" for name in bars.labels})
+        incoming_kinds.update({name: "flag" for name in bars.flags})
+        with transaction(self._con, f"{source}: import failed, store unchanged", DataError):
+            columns = self._extend_daily_columns(incoming_kinds, source)
+            table = _daily_arrow(bars, columns)
+            replaced = self._upsert("daily_bars", "date", table)
+            first, last = bars.dates.min(), bars.dates.max()
+            self._log_change("daily", first, source, len(bars.dates))
+        return ImportReport(
+            source,
+            "daily",
+            len(bars.dates),
+            int(replaced),
+            len(pd.unique(bars.instruments)),
+            first.item(),
+            last.item(),
+            dropped,
+            (),
+        )
+
+    def _upsert(self, table: str, time_column: str, incoming: pa.Table) -> int:
+        """Insert or replace `incoming` rows by (time, instrument); returns how many were replaced."""
+        self._con.register("incoming_bars", incoming)
+        try:
+            replaced = self._con.execute(
+                f"SELECT count(*) FROM incoming_bars i JOIN {table} b "
+                f"ON b.{time_column} = i.{time_column} AND b.instrument = i.instrument"
+            ).fetchall()[0][0]
+            self._con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM incoming_bars")
+        finally:
+            self._con.unregister("incoming_bars")
+        return int(replaced)
+
+    def _write_minute(self, bars: MinuteBars, source: str, dropped: int) -> ImportReport:
+        columns: dict[str, Any] = {
+            "datetime": pa.array(bars.timestamps.astype("datetime64[ns]")),
+            "instrument": pa.array(bars.instruments, type=pa.string()),
+        }
+        for name in MINUTE_FIELDS:
+            values = bars.values.get(name)
+            columns[name] = (
+                pa.array(values, from_pandas=True)
+                if values is not None
+                else pa.nulls(len(bars.timestamps), pa.float64())
+            )
+        days = bars.timestamps.astype("datetime64[ns]").astype("datetime64[D]")
+        with transaction(self._con, f"{source}: import failed, store unchanged", DataError):
+            replaced = self._upsert("minute_bars", "datetime", pa.table(columns))
+            self._log_change("minute", days.min(), source, len(days))
+        return ImportReport(
+            source,
+            "minute",
+            len(days),
+            int(replaced),
+            len(pd.unique(bars.instruments)),
+            days.min().item(),
+            days.max().item(),
+            dropped,
+            bars.ignored,
+        )
+
+    def _extend_daily_columns(self, incoming: Mapping[str, str], source: str) -> dict[str, str]:
+        """Add the incoming extra columns to daily_bars; DataError when a kind clashes."""
+        existing = self._daily_columns()
+        for name, kind in incoming.items():
+            if name not in existing:
+                sql_type = {"numeric": "DOUBLE", "label": "VARCHAR", "flag": "BOOLEAN"}[kind]
+                self._con.execute(f'ALTER TABLE daily_bars ADD COLUMN "{name}" {sql_type}')
+                existing[name] = kind
+            elif existing[name] != kind:
+                raise DataError(f"{source}: column {name!r} is {kind} here but {existing[name]} in the store")
+        return existing
+
+    def _daily_columns(self) -> dict[str, str]:
+        rows = self._con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'daily_bars' AND table_schema = current_schema() "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+        return {
+            name: "key" if name in ("date", "instrument") else _STORE_KIND.get(sql_type, "other")
+            for name, sql_type in rows
+        }
+
+    def _log_change(self, kind: str, first: np.datetime64, source: str, rows: int) -> None:
+        self._con.execute(
+            "INSERT INTO data_changes VALUES (?, ?, now()::TIMESTAMP, ?, ?)",
+            [kind, pd.Timestamp(first).date(), source, rows],
+        )
+
+    # ---- loading ---------------------------------------------------------------------------------
+
+    def load(
+        self,
+        start: Any = None,
+        end: Any = None,
+        instruments: Iterable[str] | None = None,
+        minute: bool = False,
+        *,
+        session: SessionGrid = US_REGULAR_SESSION,
+        max_intraday_bytes: int = MAX_INTRADAY_BYTES,
+    ) -> MarketData:
+        """The stored panel for dates start..end (inclusive) and the named instruments (None = all).
+
+        A stored column that is entirely NULL in the selection counts as absent (so ``vwap`` is
+        derived when no import supplied it). Boolean columns (``suspect``) are not loaded.
+        """
+        first = None if start is None else to_day(start)
+        last = None if end is None else to_day(end)
+        wanted = None if instruments is None else names_of(instruments)
+        rows = self._fetch_daily(first, last, wanted)
+        if wanted is not None:
+            missing = sorted(set(wanted) - set(rows.instruments))
+            if missing:
+                names = ", ".join(missing[:10])
+                raise DataError(f"market store {self.path}: no daily bars for instrument(s) {names}")
+        market = assemble_daily(rows)
+        if not minute:
+            return market
+        cubes = self._fetch_minute_cubes(market, session, max_intraday_bytes)
+        return MarketData(market.dates, market.instruments, market.fields, cubes, market.groups)
+
+    def _fetch_daily(
+        self, first: np.datetime64 | None, last: np.datetime64 | None, wanted: list[str] | None
+    ) -> EncodedRows:
+        """One query kept in Arrow: strings are dictionary-encoded there, never Python objects."""
+        kinds = self._daily_columns()
+        loaded = [name for name, kind in kinds.items() if kind in ("numeric", "label")]
+        where, params = _filters("date", first, last, wanted)
+        selected = ", ".join(f'"{name}"' for name in ["date", "instrument", *loaded])
+        table = self._con.sql(f"SELECT {selected} FROM daily_bars {where}", params=params).to_arrow_table()
+        if table.num_rows == 0:
+            raise DataError(
+                f"market store {self.path}: no daily bars for dates "
+                f"{first or 'start'}..{last or 'end'}"
+                + (f" and instruments {', '.join(wanted[:10])}" if wanted else "")
+            )
+        dates, date_index = _dense_days(table.column("date").cast(pa.int32()).to_numpy())
+        instrument_index, instruments = _sorted_codes(table.column("instrument"))
+        return EncodedRows(
+            dates,
+            date_index,
+            np.asarray(instruments, dtype=object),
+            instrument_index,
+            {name: _arrow_floats(table.column(name)) for name in loaded if kinds[name] == "numeric"},
+            {name: _sorted_codes(table.column(name)) for name in loaded if kinds[name] == "label"},
+        )
+
+    def _fetch_minute_cubes(
+        self, market: MarketData, session: SessionGrid, max_bytes: int
+    ) -> dict[str, np.ndarray]:
+        names = pa.table(
+            {
+                "instrument": pa.array(market.instruments, type=pa.string()),
+                "position": pa.array(np.arange(market.N, dtype=np.int64)),
+            }
+        )
+        window = [
+            pd.Timestamp(market.dates[0]).to_pydatetime(),
+            pd.Timestamp(market.dates[-1] + np.timedelta64(1, "D")).to_pydatetime(),
+        ]
+        self._con.register("load_instruments", names)
+        try:
+            table = self._con.sql(
+                "SELECT epoch_ns(m.datetime) AS ns, i.position, "
+                "m.open, m.high, m.low, m.close, m.volume FROM minute_bars m "
+                "JOIN load_instruments i ON m.instrument = i.instrument "
+                "WHERE m.datetime >= ? AND m.datetime < ?",
+                params=window,
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("load_instruments")
+        if table.num_rows == 0:
+            raise DataError(
+                f"market store {self.path}: no minute bars for dates "
+                f"{market.dates[0]}..{market.dates[-1]} of the selected instruments"
+            )
+        return minute_cubes(
+            table.column("ns").to_numpy().astype(np.int64),
+            table.column("position").to_numpy().astype(np.int64),
+            {name: _arrow_floats(table.column(name)) for name in MINUTE_FIELDS},
+            market.dates,
+            market.N,
+            session,
+            f"market store {self.path}",
+            max_bytes,
+        )
+
+
+def _filters(
+    time_column: str,
+    first: np.datetime64 | None,
+    last: np.datetime64 | None,
+    wanted: list[str] | None,
+) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if first is not None:
+        clauses.append(f"{time_column} >= ?")
+        params.append(pd.Timestamp(first).date())
+    if last is not None:
+        clauses.append(f"{time_column} <= ?")
+        params.append(pd.Timestamp(last).date())
+    if wanted is not None:
+        clauses.append("list_contains(?, instrument)")
+        params.append(wanted)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _dense_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct days (datetime64[D]) and each row's index among them, counted, not sorted."""
+    offset = days.astype(np.int64) - days.min()
+    present = np.zeros(int(offset.max()) + 1, dtype=bool)
+    present[offset] = True
+    position = np.cumsum(present) - 1
+    return (np.flatnonzero(present) + days.min()).astype("datetime64[D]"), position[offset]
+
+
+def _arrow_floats(column: pa.ChunkedArray) -> np.ndarray:
+    return column.cast(pa.float64()).to_numpy().astype(np.float64, copy=False)
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Codes into the sorted distinct values of a string column; -1 where NULL."""
+    encoded = column.combine_chunks().dictionary_encode()
+    values = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    indices = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
+    codes = np.full(indices.size, -1, dtype=np.int64)
+    valid = indices >= 0
+    codes[valid] = rank[indices[valid]]
+    return codes, tuple(values[order])
+
+
+def _daily_arrow(bars: DailyBars, columns: Mapping[str, str]) -> pa.Table:
+    """Every store column, NULL where this import has none (so a replaced row is replaced whole)."""
+    size = len(bars.dates)
+    arrays: dict[str, pa.Array] = {
+        "date": pa.array(bars.dates),
+        "instrument": pa.array(bars.instruments, type=pa.string()),
+    }
+    for name, kind in columns.items():
+        if name in arrays:
+            continue
+        if name in bars.numeric:
+            arrays[name] = pa.array(bars.numeric[name], from_pandas=True)
+        elif name in bars.labels:
+            arrays[name] = pa.array(bars.labels[name], type=pa.string())
+        elif name in bars.flags:
+            arrays[name] = pa.array(bars.flags[name], type=pa.bool_())
+        else:
+            arrow_type = {"numeric": pa.float64(), "label": pa.string(), "flag": pa.bool_()}[kind]
+            arrays[name] = pa.nulls(size, arrow_type)
+    return pa.table(arrays)
+
+
+# --------------------------------------------------------------------------------------------------
+# Module-level entry points (the CLI wires `miner data import` to import_file)
+# --------------------------------------------------------------------------------------------------
+
+
+def import_file(
+    path: str | Path,
+    kind: str = "daily",
+    store: str | Path | MarketStore = "market.duckdb",
+    column_map: Mapping[str, str] | None = None,
+    *,
+    drop_suspect: bool = False,
+) -> ImportReport:
+    """Import a CSV or Parquet file of daily or minute bars into the store (created if absent)."""
+    if isinstance(store, MarketStore):
+        return store.import_file(path, kind, column_map, drop_suspect=drop_suspect)
+    with MarketStore(store) as opened:
+        return opened.import_file(path, kind, column_map, drop_suspect=drop_suspect)
+
+
+def load_market(
+    store: str | Path | MarketStore,
+    start: Any = None,
+    end: Any = None,
+    instruments: Iterable[str] | None = None,
+    minute: bool = False,
+    *,
+    session: SessionGrid = US_REGULAR_SESSION,
+    max_intraday_bytes: int = MAX_INTRADAY_BYTES,
+) -> MarketData:
+    """Load a MarketData from the market store (a path is opened read-only for the call)."""
+    if isinstance(store, MarketStore):
+        return store.load(
+            start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
+        )
+    with MarketStore(store, read_only=True) as opened:
+        return opened.load(
+            start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
+        )

@@ -1,0 +1,276 @@
+"""The mining loop: strongly typed DEAP GP over the operator registry, honest selection.
+
+Each individual is turned into our formula tree, canonicalized, and scored once (a memo keyed by
+canonical formula) on the train segment only. Survivors are admitted on the valid segment
+(`miner.search.survivors`); test metrics are computed for them and only reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator as op
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from deap import base, gp, tools
+from joblib import Parallel, delayed
+
+from evaluation import forward_returns
+from miner.config import ExperimentConfig
+from miner.lang import canonicalize, size, to_string
+from miner.market import MarketData
+from miner.search.checkpoint import RunState, load_checkpoint, save_checkpoint
+from miner.search.language import (
+    build_language,
+    cx_one_point,
+    gen_grow,
+    gen_half_and_half,
+    individual_class,
+    same_formula,
+    to_formula,
+    triviality,
+)
+from miner.search.results import GenerationStats, MiningResult, Survivor
+from miner.search.scoring import Panel, Score, ScoringSpec, failed, score_batch
+from miner.search.splits import make_segments
+from miner.search.survivors import SurvivorSelection
+from miner.search.workers import scoring_workers
+
+log = logging.getLogger(__name__)
+
+
+class Miner:
+    """One mining run: `run()` evolves, then selects survivors on the valid segment."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        data: MarketData,
+        *,
+        library_factors: dict[str, np.ndarray] | None = None,
+        on_generation: Callable[[GenerationStats], None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.library_factors = library_factors or {}
+        self.on_generation = on_generation
+        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else config.checkpoint_dir
+        self.segments = make_segments(data.dates, config.splits, config.embargo, config.source)
+        self.label = forward_returns(data.field(config.label.price), config.label.horizon, config.label.delay)
+        self.language = build_language(config, data)
+        self.pareto = config.fitness.objective == "nsga2"
+        self.memo: dict[str, Score] = {}
+        self.spec = ScoringSpec(
+            config.fitness.objective,
+            config.fitness.parsimony,
+            config.fitness.min_names,
+            config.parallel.worker_cache_mb << 20,
+        )
+        self.toolbox = self._toolbox()
+        self._cache_hits = self._cache_misses = 0
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _toolbox(self) -> base.Toolbox:
+        gp_cfg, pset = self.config.gp, self.language.pset
+        toolbox = base.Toolbox()
+        low, high = gp_cfg.init_depth
+        toolbox.register("expr", gen_half_and_half, pset=pset, min_=low - 1, max_=high - 1)
+        toolbox.register("individual", tools.initIterate, individual_class(self.pareto), toolbox.expr)
+        toolbox.register("population", tools.initRepeat, list, toolbox.individual)
+        toolbox.register("select", tools.selTournament, tournsize=gp_cfg.tournament_size)
+        toolbox.register("mate", cx_one_point)
+        toolbox.register("expr_mut", gen_grow, min_=0, max_=2)
+        toolbox.register("mut_subtree", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
+        toolbox.register("mut_point", gp.mutNodeReplacement, pset=pset)
+        toolbox.register("mut_shrink", gp.mutShrink)
+        limits = [
+            gp.staticLimit(key=op.attrgetter("height"), max_value=gp_cfg.max_depth - 1),
+            gp.staticLimit(key=len, max_value=gp_cfg.max_size),
+        ]
+        for name in ("mate", "mut_subtree", "mut_point", "mut_shrink"):
+            for limit in limits:
+                toolbox.decorate(name, limit)
+        return toolbox
+
+    def _train_panel(self) -> Panel:
+        stop = self.segments.train.stop
+        train = self.data.slice_rows(0, stop)
+        label = np.ascontiguousarray(self.label[:stop])
+        label.setflags(write=False)
+        return Panel(train, label, self.segments.train)
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def _score_population(self, population: list, parallel: Parallel | None, handle) -> tuple[int, int, int]:
+        """Give every individual its fitness; returns (newly scored, memo skips, failures)."""
+        formulas = []
+        for individual in population:
+            node = canonicalize(to_formula(individual, self.language))
+            individual.formula = to_string(node)
+            individual.node_count = size(node)
+            formulas.append((individual.formula, individual.node_count, node))
+        pending: dict[str, int] = {}
+        skipped = 0
+        for text, count, node in formulas:
+            if text in self.memo or text in pending:
+                skipped += 1
+                continue
+            reason = triviality(node)
+            if reason is not None:
+                self.memo[text] = failed(text, count, self.spec.objective, reason)
+                continue
+            pending[text] = count
+        batches = self._batches(sorted(pending.items()))
+        if batches:
+            if parallel is None:
+                outputs = [score_batch(handle, batch, self.spec) for batch in batches]
+            else:
+                outputs = parallel(delayed(score_batch)(handle, batch, self.spec) for batch in batches)
+            for scores, hits, misses in outputs:
+                self._cache_hits += hits
+                self._cache_misses += misses
+                for score in scores:
+                    self.memo[score.formula] = score
+        failures = 0
+        for individual in population:
+            score = self.memo[individual.formula]
+            individual.fitness.values = score.fitness
+            failures += not score.valid
+        return len(pending), skipped, failures
+
+    def _batches(self, items: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+        if not items:
+            return []
+        n_jobs = self.config.parallel.n_jobs
+        per_batch = self.config.parallel.batch_size or max(1, math.ceil(len(items) / (8 * n_jobs)))
+        return [items[i : i + per_batch] for i in range(0, len(items), per_batch)]
+
+    # -- variation --------------------------------------------------------------------------
+
+    def _vary(self, offspring: list) -> list:
+        gp_cfg, toolbox = self.config.gp, self.toolbox
+        offspring = [toolbox.clone(ind) for ind in offspring]
+        for i in range(1, len(offspring), 2):
+            if random.random() < gp_cfg.crossover:
+                offspring[i - 1], offspring[i] = toolbox.mate(offspring[i - 1], offspring[i])
+                del offspring[i - 1].fitness.values, offspring[i].fitness.values
+        mutation = gp_cfg.mutation
+        for i, individual in enumerate(offspring):
+            draw = random.random()
+            for probability, name in (
+                (mutation.subtree, "mut_subtree"),
+                (mutation.point, "mut_point"),
+                (mutation.shrink, "mut_shrink"),
+            ):
+                if draw < probability:
+                    (offspring[i],) = getattr(toolbox, name)(individual)
+                    del offspring[i].fitness.values
+                    break
+                draw -= probability
+        return offspring
+
+    def _next_generation(self, population: list) -> list:
+        """Scalar: elites + varied tournament winners. NSGA-II: parents + offspring, halved after scoring."""
+        if self.pareto:
+            return population + self._vary(tools.selTournamentDCD(population, len(population)))
+        elite = tools.selBest(population, self.config.gp.elitism)
+        offspring = self._vary(self.toolbox.select(population, len(population) - len(elite)))
+        return self._immigrants_for_duplicates([self.toolbox.clone(e) for e in elite] + offspring)
+
+    def _immigrants_for_duplicates(self, population: list) -> list:
+        """Replace every repeat of a formula already in the population by a fresh random tree."""
+        seen: set[str] = set()
+        out = []
+        for individual in population:
+            text = to_string(canonicalize(to_formula(individual, self.language)))
+            if text in seen:
+                individual = self.toolbox.individual()
+            seen.add(text)
+            out.append(individual)
+        return out
+
+    # -- run --------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> MiningResult:
+        if resume:
+            state = load_checkpoint(self.checkpoint_dir, self.data.fingerprint, self._resumable_config())
+            self.memo = state.memo
+        else:
+            random.seed(self.config.seed)
+            islands = [self.toolbox.population(n=self.config.gp.population) for _ in range(self.config.gp.islands)]
+            state = RunState(islands, self._hall_of_fame(), [], self.memo, 0)
+        with scoring_workers(self._train_panel(), self.config.parallel) as (parallel, handle):
+            for generation in range(state.generation, self.config.gp.generations):
+                stats = self._generation(generation, state.islands, state.hall, parallel, handle)
+                state.logbook.append(stats)
+                if self.on_generation is not None:
+                    self.on_generation(stats)
+                state.generation = generation + 1
+                self._save_checkpoint(state)
+        hall_of_fame = [self.memo[ind.formula] for ind in state.hall]
+        survivors, rejected = self.select_survivors(hall_of_fame)
+        return MiningResult(
+            survivors, hall_of_fame, state.logbook, rejected, self.data.fingerprint, self.segments
+        )
+
+    def _hall_of_fame(self) -> tools.HallOfFame:
+        return tools.HallOfFame(self.config.gp.hall_of_fame, similar=same_formula)
+
+    def _generation(
+        self, generation: int, islands: list[list], hall: tools.HallOfFame, parallel: Parallel | None, handle
+    ) -> GenerationStats:
+        started = time.perf_counter()
+        hits0, misses0 = self._cache_hits, self._cache_misses
+        if generation > 0:
+            islands[:] = [self._next_generation(island) for island in islands]
+        scored = skipped = failures = 0
+        score_started = time.perf_counter()
+        for island in islands:
+            s, k, f = self._score_population(island, parallel, handle)
+            scored, skipped, failures = scored + s, skipped + k, failures + f
+        score_seconds = time.perf_counter() - score_started
+        if self.pareto:
+            islands[:] = [tools.selNSGA2(island, self.config.gp.population) for island in islands]
+        if len(islands) > 1 and generation > 0 and generation % self.config.gp.migration_interval == 0:
+            tools.migRing(islands, self.config.gp.migration_size, tools.selBest)
+        everyone = [ind for island in islands for ind in island]
+        hall.update([ind for ind in everyone if self.memo[ind.formula].valid])
+        primary = np.array([ind.fitness.values[0] for ind in everyone if self.memo[ind.formula].valid])
+        hits, misses = self._cache_hits - hits0, self._cache_misses - misses0
+        return GenerationStats(
+            generation=generation,
+            best=float(primary.max()) if primary.size else math.nan,
+            median=float(np.median(primary)) if primary.size else math.nan,
+            unique_share=len({ind.formula for ind in everyone}) / len(everyone),
+            scored=scored,
+            memo_skipped=skipped,
+            cache_hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+            candidates_per_s=scored / score_seconds if score_seconds > 0 else 0.0,
+            failed=failures,
+            seconds=time.perf_counter() - started,
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _save_checkpoint(self, state: RunState) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(Path(self.checkpoint_dir), state, self.data.fingerprint, self._resumable_config())
+
+    def _resumable_config(self) -> dict:
+        """The settings a checkpoint must match: everything but where and how fast it runs."""
+        settings = self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
+        settings["float32"] = self.config.parallel.float32  # changes scores, unlike the backend
+        return settings
+
+    # -- survivors --------------------------------------------------------------------------
+
+    def select_survivors(self, candidates: list[Score]) -> tuple[list[Survivor], dict[str, str]]:
+        """Admit hall-of-fame members on the valid segment; test metrics are only reported."""
+        selection = SurvivorSelection(self.config, self.data, self.label, self.segments, self.library_factors)
+        return selection.select(candidates)
