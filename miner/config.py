@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from miner.errors import ConfigError
 
@@ -50,6 +51,13 @@ class DataSpec(Strict):
         if self.source != "synthetic" and self.path is None:
             raise ValueError(f"data.path is required when data.source is {self.source!r}")
         return self
+
+    @property
+    def location(self) -> Path:
+        """The store or file of a non-synthetic source (the validator makes sure there is one)."""
+        if self.path is None:
+            raise ConfigError(f"data.path is required when data.source is {self.source!r}")
+        return self.path
 
 
 class LabelSpec(Strict):
@@ -231,7 +239,7 @@ class ExperimentConfig(Strict):
         return max(need, self.splits.embargo or 0)
 
 
-def _location(error: dict) -> str:
+def _location(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 

@@ -9,18 +9,20 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from miner.app.console import DebugOption, console, err_console
+from miner.app.data_cli import data_app
 from miner.app.library_cli import library_app
-from miner.config import load_config
-from miner.errors import DataError, MinerError
+from miner.errors import MinerError
+
+if TYPE_CHECKING:
+    from miner.config import ExperimentConfig
+    from miner.search.results import MiningResult
 
 app = typer.Typer(
     name="miner",
@@ -29,14 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="Import market data into a DuckDB market store.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(library_app, name="library")
-
-console = Console()
-err_console = Console(stderr=True)
-
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 
 
 @app.callback()
@@ -74,21 +70,18 @@ def eval_command(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write values here (.parquet or .csv).")
     ] = None,
-    horizons: Annotated[str, typer.Option(help="Forward-return horizons for the metrics.")] = "1,5,10,20",
+    horizons: Annotated[
+        str | None, typer.Option(help="Forward-return horizons for the metrics, e.g. 1,5,10,20.")
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Evaluate one formula on daily bars, write its values and print its metrics."""
-    from evaluation import factor_summary
-    from miner.lang import canonical, evaluate
+    from miner.app.formula_report import evaluate_formula, summary_table
 
-    market = read_market(data)
-    values = evaluate(formula, market)
+    report = evaluate_formula(formula, data, output, horizons)
     if output is not None:
-        write_long(values, market, output)
-        console.print(f"wrote {int(np.isfinite(values).sum()):,} values to {output}")
-    steps = tuple(int(h) for h in horizons.split(","))
-    summary = factor_summary(values, market.fields["close"], horizons=steps)
-    console.print(summary_table(canonical(formula), summary))
+        console.print(f"wrote {report.written:,} values to {output}")
+    console.print(summary_table(report))
 
 
 @app.command("mine")
@@ -103,6 +96,7 @@ def mine_command(
 ) -> None:
     """Mine factors as the config says; log the run to MLflow and print the survivors."""
     from miner.app.mining import mine
+    from miner.config import load_config
 
     config = with_overrides(load_config(config_path), n_jobs, tracking_uri, seed, no_tracking)
     outcome = mine(config, resume=resume, console=console)
@@ -135,7 +129,13 @@ def promote_command(
         console.print(outcome.message, highlight=False)
 
 
-def with_overrides(config, n_jobs, tracking_uri, seed, no_tracking):
+def with_overrides(
+    config: ExperimentConfig,
+    n_jobs: int | None,
+    tracking_uri: str | None,
+    seed: int | None,
+    no_tracking: bool,
+) -> ExperimentConfig:
     """The config with the command line's settings applied."""
     parallel = config.parallel if n_jobs is None else config.parallel.model_copy(update={"n_jobs": n_jobs})
     tracking = config.tracking.model_copy(
@@ -145,13 +145,13 @@ def with_overrides(config, n_jobs, tracking_uri, seed, no_tracking):
             if v is not None
         }
     )
-    update = {"parallel": parallel, "tracking": tracking}
+    update: dict[str, object] = {"parallel": parallel, "tracking": tracking}
     if seed is not None:
         update["seed"] = seed
     return config.model_copy(update=update)
 
 
-def survivor_tables(result) -> tuple[Table, Table]:
+def survivor_tables(result: MiningResult) -> tuple[Table, Table]:
     """The survivors' metrics, then their formulas: two narrow tables read well in 80 columns."""
     metrics = Table(
         title=f"{len(result.survivors)} survivors (admitted on valid; test is reported only)",
@@ -183,74 +183,6 @@ def survivor_tables(result) -> tuple[Table, Table]:
         )
         formulas.add_row(s.name, s.formula)
     return metrics, formulas
-
-
-@data_app.command("import")
-def data_import_command(
-    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file of daily or minute bars.")],
-    kind: Annotated[str, typer.Option(help="daily or minute.")] = "daily",
-    store: Annotated[Path, typer.Option(help="The DuckDB market store.")] = Path("market.duckdb"),
-    column: Annotated[
-        list[str] | None, typer.Option("--column", help="Map a file column: SOURCE=TARGET, repeatable.")
-    ] = None,
-    drop_suspect: Annotated[
-        bool, typer.Option(help="Drop rows flagged by a boolean 'suspect' column.")
-    ] = False,
-    debug: DebugOption = False,
-) -> None:
-    """Import (upsert) bars into the market store; bad input leaves the store unchanged."""
-    from miner.market.store import import_file
-
-    mapping = parse_column_map(column or [])
-    report = import_file(path, kind=kind, store=store, column_map=mapping, drop_suspect=drop_suspect)
-    console.print(str(report))
-
-
-def parse_column_map(items: list[str]) -> dict[str, str]:
-    mapping = {}
-    for item in items:
-        source, sep, target = item.partition("=")
-        if not sep or not source or not target:
-            raise DataError(f"--column {item!r}: expected SOURCE=TARGET, e.g. --column ticker=instrument")
-        mapping[source] = target
-    return mapping
-
-
-def read_market(path: Path):
-    """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
-    from miner.market import MarketData
-    from miner.market.ingest import read_bar_file
-    from miner.market.store import load_market
-
-    if path.suffix == ".duckdb":
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
-        return load_market(path)
-    return MarketData.from_frame(read_bar_file(path), source=str(path))
-
-
-def write_long(values: np.ndarray, market, output: Path) -> None:
-    """Write a (T, N) panel as a long (date, instrument, value) table, dropping NaN."""
-    rows, cols = np.nonzero(np.isfinite(values))
-    frame = pd.DataFrame(
-        {"date": market.dates[rows], "instrument": market.instruments[cols], "value": values[rows, cols]}
-    )
-    if output.suffix == ".csv":
-        frame.to_csv(output, index=False)
-    elif output.suffix == ".parquet":
-        frame.to_parquet(output, index=False)
-    else:
-        raise DataError(f"{output}: --output must end in .parquet or .csv")
-
-
-def summary_table(formula: str, summary: dict) -> Table:
-    table = Table(title=formula, show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if isinstance(value, (int, float, np.floating)):
-            table.add_row(key, f"{value:.4f}")
-    return table
 
 
 def main() -> None:

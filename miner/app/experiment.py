@@ -19,13 +19,13 @@ def market_for(config: ExperimentConfig) -> MarketData:
     if spec.source == "synthetic":
         market: MarketData = synthetic_market(**spec.synthetic.model_dump())
     elif spec.source == "store":
-        if not spec.path.exists():
-            raise ConfigError(f"data.path: market store {spec.path} does not exist")
+        if not spec.location.exists():
+            raise ConfigError(f"data.path: market store {spec.location} does not exist")
         return load_market(
-            spec.path, start=spec.start, end=spec.end, instruments=spec.instruments, minute=spec.minute
+            spec.location, start=spec.start, end=spec.end, instruments=spec.instruments, minute=spec.minute
         )
     else:
-        market = MarketData.from_frame(read_bar_file(spec.path), source=str(spec.path))
+        market = MarketData.from_frame(read_bar_file(spec.location), source=str(spec.location))
     if spec.start or spec.end or spec.instruments:
         market = market.select(start=spec.start, end=spec.end, instruments=spec.instruments)
     return market

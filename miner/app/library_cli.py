@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from miner.errors import LibraryError
-from miner.library import DEFAULT_MONITOR_WINDOW, DEFAULT_PATH, FactorLibrary
+from miner.library import DEFAULT_MONITOR_WINDOW, DEFAULT_PATH
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from miner.library.library import FactorLibrary
 
 library_app = typer.Typer(
     help="The DuckDB factor library: register factors, read their values, keep them current.",
@@ -28,6 +32,13 @@ MarketOption = Annotated[
     Path | None,
     typer.Option("--market", help="Read market data from this store instead of the library file."),
 ]
+
+
+def open_library(path: Path, read_only: bool, market: Path | None = None) -> FactorLibrary:
+    """The library at `path` (imported here: the command line starts without the kernels)."""
+    from miner.library.library import FactorLibrary
+
+    return FactorLibrary(path, read_only=read_only, market_store=market)
 
 
 def _console() -> Console:
@@ -48,7 +59,7 @@ def _cell(value: Any) -> str:
 @library_app.command("list")
 def list_command(library: LibraryOption = Path(DEFAULT_PATH), market: MarketOption = None) -> None:
     """List the registered factors with their status and computed range."""
-    with FactorLibrary(library, read_only=True, market_store=market) as lib:
+    with open_library(library, read_only=True, market=market) as lib:
         factors = lib.list_factors()
     table = Table(title=f"factors in {library}")
     for column in ("factor_id", "category", "status", "computed_through", "lookback", "formula"):
@@ -75,7 +86,7 @@ def show_command(
     market: MarketOption = None,
 ) -> None:
     """Show a factor's metadata and its monitor (IC, rank IC, ICIR, turnover, coverage)."""
-    with FactorLibrary(library, market_store=market) as lib:
+    with open_library(library, read_only=False, market=market) as lib:
         info = lib.info(factor_id)
         frame = lib.monitor(factor_id, window=window)
     console = _console()
@@ -142,7 +153,7 @@ def values_command(
     chosen = (
         None if instruments is None else [name.strip() for name in instruments.split(",") if name.strip()]
     )
-    with FactorLibrary(library, read_only=True, market_store=market) as lib:
+    with open_library(library, read_only=True, market=market) as lib:
         if output is not None:
             frame = lib.get_factor_long(factor_id, start, end, chosen)
             _write(frame, output)
@@ -180,7 +191,7 @@ def update_command(
     market: MarketOption = None,
 ) -> None:
     """Compute the new (or corrected) dates of the factors, dependencies first."""
-    with FactorLibrary(library, market_store=market) as lib:
+    with open_library(library, read_only=False, market=market) as lib:
         results = lib.update(factor_ids or None)
     console = _console()
     if not results:
@@ -201,7 +212,7 @@ def check_command(
     market: MarketOption = None,
 ) -> None:
     """Verify the library: unique keys, ranges, metadata, values equal to a recomputation."""
-    with FactorLibrary(library, read_only=True, market_store=market) as lib:
+    with open_library(library, read_only=True, market=market) as lib:
         report = lib.check(sample_dates=sample_dates)
     console = _console()
     for note in report.notes:
@@ -224,7 +235,7 @@ def export_command(
     library: LibraryOption = Path(DEFAULT_PATH),
 ) -> None:
     """Export factor values to Parquet."""
-    with FactorLibrary(library, read_only=True) as lib:
+    with open_library(library, read_only=True) as lib:
         written = lib.export(path, factor or None)
     console = _console()
     for file in written:
@@ -242,7 +253,7 @@ def register_command(
     market: MarketOption = None,
 ) -> None:
     """Register a factor and compute its full history (all or nothing)."""
-    with FactorLibrary(library, market_store=market) as lib:
+    with open_library(library, read_only=False, market=market) as lib:
         record = lib.register_factor(
             factor_id, formula, description=description, category=category, source=source
         )

@@ -74,7 +74,9 @@ def ensure_market(library: FactorLibrary, config: ExperimentConfig) -> None:
         if minute is not None:
             library.market_store.import_frame(minute, "minute", source="synthetic market")
     elif source.source == "file":
-        library.market_store.import_frame(read_bar_file(source.path), "daily", source=str(source.path))
+        library.market_store.import_frame(
+            read_bar_file(source.location), "daily", source=str(source.location)
+        )
     else:
         raise MinerError(
             f"factor library {library.path} has no market data: open it with the run's store "

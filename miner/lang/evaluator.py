@@ -24,7 +24,8 @@ DEFAULT_CACHE_BYTES = 1 << 30
 class Evaluator:
     """Evaluates formulas on one `MarketData`, computing each distinct subformula once.
 
-    `extra` supplies further named panels (e.g. library factors a formula refers to).
+    `extra` supplies further named panels (e.g. library factors a formula refers to); it is read,
+    not copied, so a caller may add panels to it between evaluations.
     Results are read-only arrays that may be shared with the cache.
     """
 
@@ -36,7 +37,7 @@ class Evaluator:
     ) -> None:
         self.data = data
         self.cache: ByteLRU[str, np.ndarray] = ByteLRU(cache_bytes, _nbytes)
-        self.extra = dict(extra or {})
+        self.extra: Mapping[str, np.ndarray] = {} if extra is None else extra
         self.shape = (len(data.dates), len(data.instruments))
         self._listed: np.ndarray | None = None
 

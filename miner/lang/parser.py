@@ -125,8 +125,9 @@ class _Reader:
         args = [self.read(a, depth + 1) for a in raw_args]
         args += [Num(float(a.default)) for a in spec.args[len(args) :]]  # type: ignore[arg-type]
         for i, (formal, actual) in enumerate(zip(spec.args, args)):
-            raw = raw_args[i] if i < len(raw_args) else node
-            check_argument(spec, formal, actual, lambda m, r=raw: self.fail(r, m))
+            check_argument(
+                spec, formal, actual, functools.partial(self.fail, raw_args[i] if i < len(raw_args) else node)
+            )
         return Call(spec.name, tuple(args))
 
 

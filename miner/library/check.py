@@ -19,6 +19,7 @@ from miner.market import MarketData
 if TYPE_CHECKING:
     from miner.library.library import FactorLibrary
 
+
 def check(lib: FactorLibrary, sample_dates: int = 5, seed: int = 0) -> CheckReport:
     """Verify integrity: unique keys, no values past the market data or the factor's computed
     range, metadata consistent with the formulas, stored values equal to a recomputation on
@@ -42,21 +43,17 @@ def check(lib: FactorLibrary, sample_dates: int = 5, seed: int = 0) -> CheckRepo
             if fid in stale:
                 report.notes.append(f"{fid}: stale from {stale[fid]}; run update")
             elif record.computed_through is not None and day_of(record.computed_through) < market.dates[-1]:
-                report.notes.append(
-                    f"{fid}: computed through {record.computed_through}, market goes further"
-                )
+                report.notes.append(f"{fid}: computed through {record.computed_through}, market goes further")
         rng = np.random.default_rng(seed)
         full = market.window(0, market.dates.size)
         stored: dict[str, np.ndarray] = {}
         for fid in dependency_order({fid: r.dependencies for fid, r in records.items()}):
-            _check_samples(lib,
-                records[fid], stale.get(fid), market, full, rng, sample_dates, stored, report
-            )
+            _check_samples(lib, records[fid], stale.get(fid), market, full, rng, sample_dates, stored, report)
     return report
 
 
-
-def _check_tables(lib: FactorLibrary, records: Mapping[str, FactorRecord], market: MarketView, report: CheckReport
+def _check_tables(
+    lib: FactorLibrary, records: Mapping[str, FactorRecord], market: MarketView, report: CheckReport
 ) -> None:
     # Duplicates are counted per (factor, date) group: rows minus distinct instruments. Exact,
     # and 2.4x faster than grouping by the whole key (13 vs 32 s for 62 M values, measured).
@@ -87,7 +84,6 @@ def _check_tables(lib: FactorLibrary, records: Mapping[str, FactorRecord], marke
         report.problems.append(f"values stored on {day}, which is not a trading date of the market store")
 
 
-
 def _duplicates(lib: FactorLibrary, factor_id: str) -> str:
     rows = lib._con.execute(
         "SELECT date, instrument, count(*) FROM factor_values WHERE factor_id = ? "
@@ -95,7 +91,6 @@ def _duplicates(lib: FactorLibrary, factor_id: str) -> str:
         [factor_id],
     ).fetchall()
     return ", ".join(f"{count} values for ({day}, {instrument})" for day, instrument, count in rows)
-
 
 
 def _check_metadata(lib: FactorLibrary, records: Mapping[str, FactorRecord], report: CheckReport) -> None:
@@ -125,8 +120,9 @@ def _check_metadata(lib: FactorLibrary, records: Mapping[str, FactorRecord], rep
         report.problems.append(str(exc))
 
 
-
-def _check_samples(lib: FactorLibrary, record: FactorRecord,
+def _check_samples(
+    lib: FactorLibrary,
+    record: FactorRecord,
     stale_from: dt.date | None,
     market: MarketView,
     full: MarketData,
@@ -151,9 +147,7 @@ def _check_samples(lib: FactorLibrary, record: FactorRecord,
     intraday = reads_intraday(tree)
     for row in rows:
         origin = max(0, row - history)
-        window = (
-            market.window(origin, row + 1, minute=True) if intraday else full.slice_rows(origin, row + 1)
-        )
+        window = market.window(origin, row + 1, minute=True) if intraday else full.slice_rows(origin, row + 1)
         extra = {dep: stored[dep][origin : row + 1] for dep in record.dependencies}
         computed = lib._evaluate(record.factor_id, tree, Evaluator(window, extra=extra))[-1]
         kept = lib._stored_panel(record.factor_id, market.dates[row : row + 1], market.universe)[0]
@@ -164,4 +158,3 @@ def _check_samples(lib: FactorLibrary, record: FactorRecord,
                 f"{record.factor_id}: stored values on {market.dates[row]} differ from a recomputation "
                 f"({differing} instruments)"
             )
-

@@ -14,6 +14,7 @@ from miner.library.market_view import as_list
 if TYPE_CHECKING:
     from miner.library.library import FactorLibrary
 
+
 def export(lib: FactorLibrary, path: str | Path, factor_ids: Iterable[str] | None = None) -> list[Path]:
     """Write values to Parquet: one file (a path ending in .parquet; factor_id, date, instrument,
     value) or, for a directory, ``<factor_id>.parquet`` (date, instrument, value) per factor plus
@@ -27,7 +28,8 @@ def export(lib: FactorLibrary, path: str | Path, factor_ids: Iterable[str] | Non
     listed = ", ".join(f"'{fid}'" for fid in chosen) or "NULL"
     if target.suffix == ".parquet":
         target.parent.mkdir(parents=True, exist_ok=True)
-        _copy(lib,
+        _copy(
+            lib,
             f"SELECT factor_id, date, instrument, value FROM factor_values WHERE factor_id IN ({listed}) "
             "ORDER BY factor_id, date, instrument",
             target,
@@ -37,18 +39,16 @@ def export(lib: FactorLibrary, path: str | Path, factor_ids: Iterable[str] | Non
     written = []
     for fid in chosen:
         file = target / f"{fid}.parquet"
-        _copy(lib,
+        _copy(
+            lib,
             f"SELECT date, instrument, value FROM factor_values WHERE factor_id = '{fid}' "
             "ORDER BY date, instrument",
             file,
         )
         written.append(file)
     metadata = target / "factor_metadata.parquet"
-    _copy(lib,
-        f"SELECT * FROM factor_metadata WHERE factor_id IN ({listed}) ORDER BY factor_id", metadata
-    )
+    _copy(lib, f"SELECT * FROM factor_metadata WHERE factor_id IN ({listed}) ORDER BY factor_id", metadata)
     return [*written, metadata]
-
 
 
 def _copy(lib: FactorLibrary, query: str, file: Path) -> None:
@@ -58,4 +58,3 @@ def _copy(lib: FactorLibrary, query: str, file: Path) -> None:
         lib._con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
     except duckdb.Error as exc:
         raise LibraryError(f"cannot write {file}: {exc}") from None
-

@@ -56,4 +56,3 @@ def _a_cycle(deps: Mapping[str, list[str]], stuck: set[str]) -> str:
         node = min(parent for parent in deps[node] if parent in stuck)
     cycle = path[path.index(node) :] + [node]
     return " -> ".join(reversed(cycle))
-

@@ -103,8 +103,9 @@ class FactorLibrary:
     ) -> None:
         self.path = Path(path)
         self.read_only = read_only
-        separate = market_store is not None and Path(market_store).resolve() != self.path.resolve()
-        self.market_path = Path(market_store) if separate else self.path
+        chosen_market = self.path if market_store is None else Path(market_store)
+        self.market_path = self.path if chosen_market.resolve() == self.path.resolve() else chosen_market
+        separate = self.market_path != self.path
         self._con = connect(self.path, read_only, "factor library", LibraryError)
         try:
             migrate(self._con, SCHEMA, self.path, read_only, LibraryError)
@@ -177,7 +178,9 @@ class FactorLibrary:
                     dep: self._stored_panel(dep, window.dates, window.instruments) for dep in dependencies
                 }
                 panel = self._evaluate(factor_id, tree, Evaluator(window, extra=extra))
-                rows.insert_values(self._con, factor_id, rows.long_values(panel, window.dates, window.instruments))
+                rows.insert_values(
+                    self._con, factor_id, rows.long_values(panel, window.dates, window.instruments)
+                )
                 self._set_computed(factor_id, date_of(window.dates[-1]), snapshot)
         forget_factor(self._cache, factor_id)
         return self._record_of(factor_id)
@@ -273,7 +276,8 @@ class FactorLibrary:
         """Stored values as a long (date, instrument, value) frame sorted by date and instrument;
         ``.set_index(["date", "instrument"])["value"]`` is alphalens' factor Series."""
         self._record_of(factor_id)
-        clauses, params = ["factor_id = ?"], [factor_id]
+        clauses: list[str] = ["factor_id = ?"]
+        params: list[object] = [factor_id]
         if start is not None:
             clauses.append("date >= ?")
             params.append(date_of(day_of(start)))
@@ -473,7 +477,6 @@ class FactorLibrary:
         """Write values to Parquet (`miner.library.export`); returns the files written."""
         return exporting.export(self, path, factor_ids)
 
-
     # ---- helpers ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -525,5 +528,3 @@ class FactorLibrary:
             raise LibraryError(f"cannot {action}: factor library {self.path} is open read-only")
         if self._closed:
             raise LibraryError(f"factor library {self.path} is closed")
-
-

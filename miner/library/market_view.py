@@ -120,4 +120,3 @@ def day_of(value: Any) -> np.datetime64:
 
 def date_of(day: np.datetime64) -> dt.date:
     return pd.Timestamp(day).date()
-

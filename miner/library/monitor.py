@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from miner.library.library import FactorLibrary
 
 
-
-def monitor(lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MONITOR_WINDOW, horizon: int = 1, delay: int = 1
+def monitor(
+    lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MONITOR_WINDOW, horizon: int = 1, delay: int = 1
 ) -> pd.DataFrame:
     """Per date and rolling over `window` dates: IC, rank IC, ICIR, turnover, coverage.
 
@@ -48,7 +48,6 @@ def monitor(lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MONITOR_WI
     return frame
 
 
-
 def _store_monitor(lib: FactorLibrary, factor_id: str, window: int, frame: pd.DataFrame) -> None:
     incoming_monitor = pa.Table.from_pandas(  # noqa: F841 (read by the SQL below)
         frame.reset_index().assign(date=lambda f: f["date"].dt.date), preserve_index=False
@@ -64,7 +63,6 @@ def _store_monitor(lib: FactorLibrary, factor_id: str, window: int, frame: pd.Da
         )
 
 
-
 def monitor_history(lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MONITOR_WINDOW) -> pd.DataFrame:
     """The monitor rows stored by the last `monitor(factor_id, window)` (empty if never run)."""
     lib._record_of(factor_id)
@@ -75,7 +73,6 @@ def monitor_history(lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MO
     ).df()
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
     return frame.set_index("date")
-
 
 
 def monitor_frame(
@@ -110,5 +107,3 @@ def monitor_frame(
 
 def _ratio(mean: pd.Series, std: pd.Series) -> pd.Series:
     return (mean / std.where(std > 0)).astype(np.float64)
-
-

@@ -74,4 +74,3 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-

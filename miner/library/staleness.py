@@ -11,7 +11,8 @@ from miner.library.graph import dependency_order
 from miner.library.records import FactorRecord
 
 
-def effective_stale(records: Mapping[str, FactorRecord], changes: Sequence[tuple[str, dt.date, dt.datetime]]
+def effective_stale(
+    records: Mapping[str, FactorRecord], changes: Sequence[tuple[str, dt.date, dt.datetime]]
 ) -> dict[str, dt.date]:
     """factor id -> first date to recompute: the stored stale_from, imports logged after the
     factor's snapshot that touched dates it has computed, and its dependencies' stale dates."""
@@ -32,18 +33,13 @@ def effective_stale(records: Mapping[str, FactorRecord], changes: Sequence[tuple
     for fid in dependency_order({fid: r.dependencies for fid, r in records.items()}):
         record = records[fid]
         inherited = [stale[dep] for dep in record.dependencies if dep in stale]
-        inherited = [
-            day for day in inherited if record.computed_through and day <= record.computed_through
-        ]
+        inherited = [day for day in inherited if record.computed_through and day <= record.computed_through]
         if inherited:
             stale[fid] = min([*inherited, *([stale[fid]] if fid in stale else [])])
     return stale
-
 
 
 def status_of(record: FactorRecord, stale: Mapping[str, dt.date]) -> str:
     if record.status == "ok" and record.factor_id in stale:
         return "stale"
     return record.status
-
-

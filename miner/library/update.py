@@ -23,6 +23,7 @@ from miner.market import MarketData
 if TYPE_CHECKING:
     from miner.library.library import FactorLibrary
 
+
 def update(lib: FactorLibrary, factor_ids: Iterable[str] | None = None) -> list[UpdateResult]:
     """Bring factors (default all; their dependencies are included) up to the market data.
 
@@ -53,26 +54,32 @@ def update(lib: FactorLibrary, factor_ids: Iterable[str] | None = None) -> list[
         reach = chained_history(sequence, trees, {fid: records[fid].dependencies for fid in sequence})
         origin = max(0, min(starts[fid] - reach[fid] for fid in plan))
         window = market.window(origin, market.dates.size, minute=any(map(reads_intraday, trees.values())))
-        panels = _evaluate_in_order(lib, sequence, trees, Evaluator(window))
-        return _write_in_order(lib,
+        panels = _evaluate_in_order(lib, sequence, trees, window)
+        return _write_in_order(
+            lib,
             ((records[fid], panel, starts[fid] - origin) for fid, panel in panels if fid in starts),
             window,
             snapshot,
         )
 
 
-
-def _evaluate_in_order(lib: FactorLibrary, sequence: Sequence[str], trees: Mapping[str, Node], evaluator: Evaluator
+def _evaluate_in_order(
+    lib: FactorLibrary, sequence: Sequence[str], trees: Mapping[str, Node], window: MarketData
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Each factor's panel in turn; a factor reads the panels of those before it."""
+    computed: dict[str, np.ndarray] = {}
+    evaluator = Evaluator(window, extra=computed)
     for fid in sequence:
         panel = lib._evaluate(fid, trees[fid], evaluator)
-        evaluator.extra[fid] = panel
+        computed[fid] = panel
         yield fid, panel
 
 
-
-def _write_in_order(lib: FactorLibrary, work: Iterable[tuple[FactorRecord, np.ndarray, int]], window: MarketData, snapshot: dt.datetime
+def _write_in_order(
+    lib: FactorLibrary,
+    work: Iterable[tuple[FactorRecord, np.ndarray, int]],
+    window: MarketData,
+    snapshot: dt.datetime,
 ) -> list[UpdateResult]:
     """`_write_update` for each (record, panel, first row), in order, on one writer thread
     while this thread produces the next (kernels and DuckDB release the GIL). A failed write
@@ -93,8 +100,9 @@ def _write_in_order(lib: FactorLibrary, work: Iterable[tuple[FactorRecord, np.nd
     return [result for result in (w.result() for w in writes) if result is not None]
 
 
-
-def _write_update(lib: FactorLibrary, record: FactorRecord,
+def _write_update(
+    lib: FactorLibrary,
+    record: FactorRecord,
     panel: np.ndarray,
     window: MarketData,
     first_row: int,
@@ -117,8 +125,9 @@ def _write_update(lib: FactorLibrary, record: FactorRecord,
     return UpdateResult(factor_id, first, date_of(dates[-1]), values.num_rows)
 
 
-
-def _with_dependencies(lib: FactorLibrary, requested: Iterable[str], records: Mapping[str, FactorRecord]) -> set[str]:
+def _with_dependencies(
+    lib: FactorLibrary, requested: Iterable[str], records: Mapping[str, FactorRecord]
+) -> set[str]:
     chosen: set[str] = set()
     pending = list(requested)
     while pending:
@@ -132,8 +141,9 @@ def _with_dependencies(lib: FactorLibrary, requested: Iterable[str], records: Ma
     return chosen
 
 
-
-def _first_rows(lib: FactorLibrary, order: Sequence[str],
+def _first_rows(
+    lib: FactorLibrary,
+    order: Sequence[str],
     records: Mapping[str, FactorRecord],
     stale: Mapping[str, dt.date],
     market: MarketView,
@@ -154,8 +164,9 @@ def _first_rows(lib: FactorLibrary, order: Sequence[str],
     return starts
 
 
-
-def _persist_stale(lib: FactorLibrary, records: Mapping[str, FactorRecord], stale: Mapping[str, dt.date]) -> None:
+def _persist_stale(
+    lib: FactorLibrary, records: Mapping[str, FactorRecord], stale: Mapping[str, dt.date]
+) -> None:
     changed = [(day, fid) for fid, day in stale.items() if records[fid].stale_from != day]
     if not changed:
         return
@@ -168,11 +179,9 @@ def _persist_stale(lib: FactorLibrary, records: Mapping[str, FactorRecord], stal
             )
 
 
-
 def _mark_computing(lib: FactorLibrary, plan: Sequence[str]) -> None:
     with write_transaction(lib._con, "starting the update"):
         lib._con.execute(
             "UPDATE factor_metadata SET status = 'computing' WHERE list_contains(?, factor_id)",
             [list(plan)],
         )
-

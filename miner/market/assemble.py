@@ -55,7 +55,6 @@ def index_of(universe: np.ndarray, names: np.ndarray) -> np.ndarray:
     return np.where(universe[clipped] == names, clipped, -1).astype(np.int64)
 
 
-
 @dataclass
 class EncodedRows:
     """Daily rows whose keys and labels are codes into sorted uniques (-1 = missing label)."""
@@ -160,4 +159,3 @@ def _warn_dropped(source: str, dropped: np.ndarray, reason: str) -> None:
     count = int(dropped.sum())
     if count:
         log.warning("%s: dropped %d minute bar(s) %s", source, count, reason)
-

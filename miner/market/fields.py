@@ -90,4 +90,3 @@ def with_derived(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "vwap" not in fields:
         fields["vwap"] = derive_vwap(fields)
     return fields
-

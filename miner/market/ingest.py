@@ -233,7 +233,6 @@ def _first_row(bad: np.ndarray, where: _RowLocator, column: str, problem: str) -
         raise where.error(column, problem, int(np.argmax(bad)))
 
 
-
 def normalized_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
@@ -276,4 +275,3 @@ def read_bar_file(
     if unknown:
         raise DataError(f"{path}: column map names column(s) {unknown} the file does not have")
     return frame.rename(columns=mapping)
-

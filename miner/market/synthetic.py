@@ -270,7 +270,7 @@ def _daily_bars(
     signal_strength: float,
     intraday_strength: float,
 ) -> dict[str, np.ndarray]:
-    t, n = observed.shape
+    t, n = (int(size) for size in observed.shape)
     beta = rng.uniform(0.6, 1.4, n)
     idio_vol = rng.uniform(0.010, 0.025, n)
     market = rng.standard_normal(t) * 0.009

@@ -203,7 +203,9 @@ class Miner:
             self.memo = state.memo
         else:
             random.seed(self.config.seed)
-            islands = [self.toolbox.population(n=self.config.gp.population) for _ in range(self.config.gp.islands)]
+            islands = [
+                self.toolbox.population(n=self.config.gp.population) for _ in range(self.config.gp.islands)
+            ]
             state = RunState(islands, self._hall_of_fame(), [], self.memo, 0)
         with scoring_workers(self._train_panel(), self.config.parallel) as (parallel, handle):
             for generation in range(state.generation, self.config.gp.generations):

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class MemmapPanel:
 class RayPanel:
     """A picklable handle on a `Panel` in Ray's object store: only the object reference travels."""
 
-    ref: object  # ray.ObjectRef
+    ref: Any  # ray.ObjectRef (ray is an optional extra)
 
     @property
     def key(self) -> str:
@@ -140,5 +141,3 @@ class Float64Fields(Mapping):
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
-
-

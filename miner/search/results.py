@@ -52,5 +52,3 @@ class MiningResult:
     rejected: dict[str, str]
     data_fingerprint: str
     segments: Segments
-
-

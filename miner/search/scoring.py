@@ -72,12 +72,10 @@ _WORKERS: dict[str, _WorkerState] = {}
 
 
 def _evaluator(panel: Panel, cache_bytes: int) -> Evaluator:
-    evaluator = Evaluator(panel.data, cache_bytes=cache_bytes)
-    if panel.float32_fields:
-        # Set after construction: the constructor copies `extra` into a dict, which would upcast
-        # every field at once; the evaluator looks fields up in `extra` first, one read at a time.
-        evaluator.extra = Float64Fields(panel.float32_fields)
-    return evaluator
+    """The worker's evaluator; float32 fields are read through `extra`, which the evaluator looks
+    names up in first, one upcast read at a time."""
+    extra = Float64Fields(panel.float32_fields) if panel.float32_fields else None
+    return Evaluator(panel.data, cache_bytes=cache_bytes, extra=extra)
 
 
 def _state(handle: PanelHandle, spec: ScoringSpec) -> _WorkerState:
@@ -133,8 +131,8 @@ def _tolerate_loky_growth(nbytes: int) -> None:
     """
     guard = sys.modules.get("joblib.externals.loky.process_executor")
     limit = getattr(guard, "_MAX_MEMORY_LEAK_SIZE", None)
-    if limit is not None:
-        guard._MAX_MEMORY_LEAK_SIZE = max(limit, nbytes + LOKY_LEAK_MARGIN)
+    if guard is not None and limit is not None:
+        vars(guard)["_MAX_MEMORY_LEAK_SIZE"] = max(limit, nbytes + LOKY_LEAK_MARGIN)
 
 
 def forget_panels() -> None:
@@ -167,6 +165,7 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
     stats = metrics.ic_stats(series)
     if stats["n"] < MIN_SCORED_DATES or not math.isfinite(stats["icir"]):
         return failed(formula, size, spec.objective, f"rank IC defined on only {stats['n']} train dates")
+    fitness: tuple[float, ...]
     if spec.objective == "nsga2":
         turnover = metrics.factor_turnover(values, rows=rows)
         fitness = (abs(stats["mean"]), turnover if math.isfinite(turnover) else 1.0, float(size))
@@ -174,5 +173,3 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
         turnover = math.nan
         fitness = (fitness_from_stats(stats, size, spec.parsimony, MIN_SCORED_DATES),)
     return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)
-
-

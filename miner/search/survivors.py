@@ -45,7 +45,8 @@ class SurvivorSelection:
         admitted: list[tuple[Survivor, np.ndarray]] = []
         rejected: dict[str, str] = {}
         ranked_labels = {
-            name: metrics.prepare_label(self.label, rows=rows) for name, rows in self.segments.as_dict().items()
+            name: metrics.prepare_label(self.label, rows=rows)
+            for name, rows in self.segments.as_dict().items()
         }
         decay_labels = self._decay_labels()
         for score in sorted(candidates, key=lambda s: -s.fitness[0]):
@@ -63,12 +64,16 @@ class SurvivorSelection:
                 rejected[score.formula] = reason
                 continue
             name = f"{self.config.name}_{len(admitted) + 1:03d}"
-            survivor = Survivor(name, score.formula, score.size, lookback(score.formula), score.fitness[0], seg)
+            survivor = Survivor(
+                name, score.formula, score.size, lookback(score.formula), score.fitness[0], seg
+            )
             self._add_decay(survivor, values, decay_labels)
             admitted.append((survivor, values))
         return [s for s, _ in admitted], rejected
 
-    def _segment_metrics(self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks) -> SegmentMetrics:
+    def _segment_metrics(
+        self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks
+    ) -> SegmentMetrics:
         min_names = self.config.fitness.min_names
         stats = metrics.ic_stats(metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows])
         pearson = metrics.ic_stats(metrics.ic(values, self.label, min_names=min_names, rows=rows)[rows])

@@ -16,9 +16,7 @@ import duckdb
 from miner.errors import MinerError
 
 
-def connect(
-    path: Path, read_only: bool, what: str, error: type[MinerError]
-) -> duckdb.DuckDBPyConnection:
+def connect(path: Path, read_only: bool, what: str, error: type[MinerError]) -> duckdb.DuckDBPyConnection:
     """A connection to the DuckDB file `path` (`what` names it in messages: "market store" ...)."""
     if read_only and not path.exists():
         raise error(f"{what} {path} does not exist")
@@ -31,9 +29,7 @@ def connect(
             raise error(f"{what} {path} is locked by another process{pid}") from None
         raise error(f"cannot open {what} {path}: {exc}") from None
     except duckdb.ConnectionException:
-        raise error(
-            f"{what} {path} is already open in this process with another read_only setting"
-        ) from None
+        raise error(f"{what} {path} is already open in this process with another read_only setting") from None
 
 
 @contextlib.contextmanager

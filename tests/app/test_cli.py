@@ -14,7 +14,7 @@ from miner.market.store import load_market
 from miner.market.synthetic import synthetic_frames
 from tests.cli_runner import assert_one_line_error, miner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -411,7 +411,9 @@ def test_locked_store_is_a_clear_error(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(DataError, match=rf"^market store {store} is locked by another process \(PID \d+\)$"):
+        with pytest.raises(
+            DataError, match=rf"^market store {store} is locked by another process \(PID \d+\)$"
+        ):
             import_file(path, store=store)
     finally:
         holder.kill()

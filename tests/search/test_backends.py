@@ -20,8 +20,8 @@ from miner.search.evolution import Miner
 from miner.search.panels import Panel
 from miner.search.scoring import ScoringSpec, score_one
 from miner.search.workers import scoring_workers
+from tests.search.test_evolution import hall_signature, small
 from tests.strategies import small_market
-from tests.test_evolution import hall_signature, small
 
 distributed = pytest.importorskip(
     "distributed", reason="the dask extra is not installed: pip install -e '.[test,dask]'"

@@ -506,9 +506,7 @@ def test_schema_version_and_migrations_run_on_open(tmp_path, monkeypatch):
     assert schema_version(con, SCHEMA) == 1
     assert con.execute("SELECT version FROM library_migrations").fetchall() == [(1,)]
     con.close()
-    step = Migration(
-        2, "add an owner column", "ALTER TABLE factor_metadata ADD COLUMN owner VARCHAR"
-    )
+    step = Migration(2, "add an owner column", "ALTER TABLE factor_metadata ADD COLUMN owner VARCHAR")
     monkeypatch.setattr(library_module, "SCHEMA", replace(SCHEMA, migrations=(*SCHEMA.migrations, step)))
     with pytest.raises(LibraryError, match="open it once without read_only"):
         FactorLibrary(path, read_only=True)

@@ -28,7 +28,7 @@ from miner.search.panels import Panel
 from miner.search.scoring import ScoringSpec, _state, score_one
 from tests.strategies import small_market
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
 
 
 def quickstart(**changes: object) -> ExperimentConfig:
@@ -245,7 +245,7 @@ def test_synthetic_market_is_the_quickstart_data() -> None:
 
 SEPARATE_PROCESS_RUN = """
 import json, sys
-from tests.test_evolution import small, hall_signature
+from tests.search.test_evolution import small, hall_signature
 from miner.search.evolution import Miner
 from miner.app.experiment import market_for
 config = small(gp__generations=4)
@@ -255,7 +255,7 @@ print(json.dumps(hall_signature(Miner(config, market_for(config)).run())))
 
 def test_same_seed_same_hall_of_fame_in_separate_processes() -> None:
     """Nothing may depend on memory addresses or hash seeds (DEAP's own crossover does)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     outputs = [
         subprocess.run(
             [sys.executable, "-c", SEPARATE_PROCESS_RUN],

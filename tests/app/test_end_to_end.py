@@ -25,7 +25,7 @@ from miner.config import config_from_dict
 from miner.library import FactorLibrary
 from tests.cli_runner import assert_one_line_error, miner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
 PLOTS = {"cumulative_rank_ic.png", "fitness_by_generation.png", "ic_decay.png", "quantile_returns.png"}
 

@@ -1,0 +1,85 @@
+"""`miner eval`: one formula on daily bars, its values written long, its metrics summarised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from evaluation import factor_summary
+from evaluation.labels import DEFAULT_HORIZONS
+from miner.errors import DataError
+from miner.lang import canonical, evaluate
+from miner.market import MarketData
+from miner.market.ingest import read_bar_file
+from miner.market.store import load_market
+
+
+@dataclass(frozen=True)
+class FormulaReport:
+    formula: str  # canonical
+    summary: dict
+    written: int  # values written to the output file (0 without one)
+
+
+def evaluate_formula(formula: str, data: Path, output: Path | None, horizons: str | None) -> FormulaReport:
+    """Evaluate `formula` on the bars at `data`, write its values to `output` when given and
+    summarise it against forward returns at `horizons` ("1,5,10,20"; default `DEFAULT_HORIZONS`)."""
+    steps = DEFAULT_HORIZONS if horizons is None else parse_horizons(horizons)
+    market = read_market(data)
+    values = evaluate(formula, market)
+    written = 0
+    if output is not None:
+        written = write_long(values, market, output)
+    summary = factor_summary(values, market.fields["close"], horizons=steps)
+    return FormulaReport(canonical(formula), summary, written)
+
+
+def parse_horizons(text: str) -> tuple[int, ...]:
+    """`"1,5,10"` -> (1, 5, 10); a DataError naming the option otherwise."""
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or min(steps) < 1:
+        raise DataError(
+            f"--horizons {text!r}: expected positive whole numbers separated by commas, e.g. 1,5,10"
+        )
+    return steps
+
+
+def read_market(path: Path) -> MarketData:
+    """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
+    if path.suffix == ".duckdb":
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
+        return load_market(path)
+    return MarketData.from_frame(read_bar_file(path), source=str(path))
+
+
+def write_long(values: np.ndarray, market: MarketData, output: Path) -> int:
+    """Write a (T, N) panel as a long (date, instrument, value) table, dropping NaN."""
+    rows, cols = np.nonzero(np.isfinite(values))
+    frame = pd.DataFrame(
+        {"date": market.dates[rows], "instrument": market.instruments[cols], "value": values[rows, cols]}
+    )
+    if output.suffix == ".csv":
+        frame.to_csv(output, index=False)
+    elif output.suffix == ".parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        raise DataError(f"{output}: --output must end in .parquet or .csv")
+    return len(frame)
+
+
+def summary_table(report: FormulaReport) -> Table:
+    table = Table(title=report.formula, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.summary.items():
+        if isinstance(value, (int, float, np.floating)):
+            table.add_row(key, f"{value:.4f}")
+    return table
