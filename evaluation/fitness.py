@@ -36,11 +36,12 @@ def fitness_from_stats(
 
 @dataclass(frozen=True)
 class SurvivorThresholds:
-    """What a candidate must show on the validation segment to be admitted."""
+    """What a candidate must show on the validation segment to be admitted (the defaults are the
+    experiment config's, `miner.config.SurvivorSpec`)."""
 
-    min_abs_rank_ic: float = 0.02
-    max_turnover: float = 0.8
-    min_coverage: float = 0.5
+    min_abs_rank_ic: float
+    max_turnover: float
+    min_coverage: float
 
 
 def _stat(stats: Mapping[str, float], key: str) -> float:
@@ -52,7 +53,7 @@ def _stat(stats: Mapping[str, float], key: str) -> float:
 def admit(
     valid_stats: Mapping[str, float],
     train_sign: float,
-    thresholds: SurvivorThresholds = SurvivorThresholds(),
+    thresholds: SurvivorThresholds,
 ) -> tuple[bool, str]:
     """(admitted, reason) for a candidate scored on a validation segment.
 

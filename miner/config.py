@@ -27,12 +27,18 @@ class Strict(BaseModel):
 
 
 class SyntheticSpec(Strict):
-    n_instruments: int = Field(200, ge=20)
-    n_days: int = Field(750, ge=60)
+    """The synthetic market's settings and their one set of defaults (`miner.market.synthetic`)."""
+
+    n_instruments: int = Field(200, ge=2)
+    n_days: int = Field(750, ge=8)
     seed: int = 0
     signal_strength: float = Field(0.05, ge=0)
     intraday_strength: float = Field(0.003, ge=0)
     minute_days: int | None = Field(None, ge=1)
+    minute_slots: int = Field(390, ge=2)
+    n_sectors: int = Field(8, ge=1)
+    late_listing_share: float = Field(0.1, ge=0, le=1)
+    suspension_share: float = Field(0.2, ge=0, le=1)
 
 
 class DataSpec(Strict):

@@ -12,14 +12,9 @@ from miner.storage import Migration, Schema, transaction
 
 # Uniqueness of factor_values is kept by the write path, not by an index: every write deletes the
 # factor's rows from its first written date on and inserts one row per finite cell of a (dates x
-# instruments) panel, in one transaction; `check` verifies it. Measured with DuckDB 2.0 on this
-# machine, 10 factors x 635,795 rows (the S&P panel), one factor per transaction:
-#   PRIMARY KEY (factor_id, date, instrument): bulk insert 6.55 s (0.97 M values/s), delete and
-#     rewrite the last 100 dates of 10 factors 1.85 s, file 507 MB;
-#   no index:                                 bulk insert 1.14 s (5.58 M values/s), rewrite 0.24 s,
-#     file 60 MB.
-# Reading one factor (a factor_id filter, pruned by zone maps) took 23 vs 20 ms. The ART index
-# costs 5.7x on writes and 8.5x on disk for a guarantee the write path already gives.
+# instruments) panel, in one transaction; `check` verifies it. A primary-key index would cost
+# several times more on every write and on disk for a guarantee the write path already gives, and
+# reads are pruned by zone maps without it (benchmarks/README.md, "Design choices").
 _SCHEMA_V1 = """
 CREATE TABLE factor_metadata (
     factor_id VARCHAR PRIMARY KEY,

@@ -110,7 +110,7 @@ class MarketStore:
       earliest date it touched (the factor library marks factors stale from there).
 
     Re-imported keys are replaced whole (``INSERT OR REPLACE``, all columns, the ones the new file
-    lacks become NULL); measured on the S&P file it is ~8x faster than DELETE + INSERT.
+    lacks become NULL), much faster than DELETE + INSERT (benchmarks/README.md, "Design choices").
     """
 
     def __init__(self, path: str | Path, read_only: bool = False) -> None:

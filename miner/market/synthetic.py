@@ -34,12 +34,16 @@ and T modest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from scipy.stats import rankdata
 
+from miner.config import SyntheticSpec
 from miner.errors import DataError
 from miner.market import US_REGULAR_SESSION, MarketData
 from miner.market.fields import derive_returns, with_derived_intraday
@@ -103,34 +107,15 @@ class _Simulation:
     minute_times: np.ndarray  # (M,) timedelta64[m] since midnight
 
 
-def synthetic_market(
-    n_instruments: int = 200,
-    n_days: int = 500,
-    seed: int = 0,
-    signal_strength: float = 0.05,
-    intraday_strength: float = 0.003,
-    minute_days: int | None = None,
-    minute_slots: int = 390,
-    n_sectors: int = 8,
-    late_listing_share: float = 0.1,
-    suspension_share: float = 0.2,
-) -> SyntheticMarket:
+def synthetic_market(**settings: Any) -> SyntheticMarket:
     """Daily OHLCV + vwap + amount + returns + sector (and minute bars) with planted signals.
 
-    Deterministic: the same arguments give identical arrays (and fingerprint).
+    `settings` are those of `miner.config.SyntheticSpec`, whose defaults apply (n_instruments,
+    n_days, seed, signal_strength, intraday_strength, minute_days, minute_slots, n_sectors,
+    late_listing_share, suspension_share). Deterministic: the same settings give identical arrays
+    (and fingerprint).
     """
-    sim = _simulate(
-        n_instruments,
-        n_days,
-        seed,
-        signal_strength,
-        intraday_strength,
-        minute_days,
-        minute_slots,
-        n_sectors,
-        late_listing_share,
-        suspension_share,
-    )
+    sim = _simulate(synthetic_spec(settings))
     fields = dict(sim.daily)
     fields["returns"] = derive_returns(fields["close"])
     fields["sector"] = np.where(sim.observed, sim.sector_codes[None, :].astype(np.float64), np.nan)
@@ -144,31 +129,9 @@ def synthetic_market(
     )
 
 
-def synthetic_frames(
-    n_instruments: int = 200,
-    n_days: int = 500,
-    seed: int = 0,
-    signal_strength: float = 0.05,
-    intraday_strength: float = 0.003,
-    minute_days: int | None = None,
-    minute_slots: int = 390,
-    n_sectors: int = 8,
-    late_listing_share: float = 0.1,
-    suspension_share: float = 0.2,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def synthetic_frames(**settings: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The same market as long DataFrames (daily; minute or None), one row per existing bar."""
-    sim = _simulate(
-        n_instruments,
-        n_days,
-        seed,
-        signal_strength,
-        intraday_strength,
-        minute_days,
-        minute_slots,
-        n_sectors,
-        late_listing_share,
-        suspension_share,
-    )
+    sim = _simulate(synthetic_spec(settings))
     rows, columns = np.nonzero(sim.observed)
     daily = pd.DataFrame({"date": sim.dates[rows], "instrument": sim.instruments[columns]})
     for name, panel in sim.daily.items():
@@ -185,45 +148,41 @@ def synthetic_frames(
     return daily, minute
 
 
-def _simulate(
-    n_instruments: int,
-    n_days: int,
-    seed: int,
-    signal_strength: float,
-    intraday_strength: float,
-    minute_days: int | None,
-    minute_slots: int,
-    n_sectors: int,
-    late_listing_share: float,
-    suspension_share: float,
-) -> _Simulation:
-    if n_instruments < 2 or n_days < _SIGNAL_WINDOW + 3:
-        raise DataError(f"synthetic market needs >= 2 instruments and >= {_SIGNAL_WINDOW + 3} days")
-    if not 1 <= n_sectors <= len(_SECTOR_NAMES):
-        raise DataError(f"n_sectors must be in 1..{len(_SECTOR_NAMES)}")
-    if minute_days is not None and minute_days < 1:
-        raise DataError("minute_days must be >= 1 (or None for no minute bars)")
-    if not 2 <= minute_slots <= US_REGULAR_SESSION.slots:
-        raise DataError(f"minute_slots must be in 2..{US_REGULAR_SESSION.slots}")
-    daily_rng, pulse_rng, minute_rng = np.random.default_rng(seed).spawn(3)
-    t, n = n_days, n_instruments
+def synthetic_spec(settings: Mapping[str, Any]) -> SyntheticSpec:
+    """The settings as a `SyntheticSpec`; a DataError naming the first bad one."""
+    try:
+        spec = SyntheticSpec(**settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise DataError(f"synthetic market: {where}: {first['msg']}") from None
+    if spec.n_sectors > len(_SECTOR_NAMES):
+        raise DataError(f"synthetic market: n_sectors must be in 1..{len(_SECTOR_NAMES)}")
+    if spec.minute_slots > US_REGULAR_SESSION.slots:
+        raise DataError(f"synthetic market: minute_slots must be in 2..{US_REGULAR_SESSION.slots}")
+    return spec
+
+
+def _simulate(spec: SyntheticSpec) -> _Simulation:
+    daily_rng, pulse_rng, minute_rng = np.random.default_rng(spec.seed).spawn(3)
+    t, n = spec.n_days, spec.n_instruments
     dates = pd.bdate_range(START_DATE, periods=t).to_numpy().astype("datetime64[D]")
     width = len(str(n - 1))
     instruments = np.array([f"SYN{i:0{width}d}" for i in range(n)], dtype=object)
-    sectors = tuple(sorted(_SECTOR_NAMES[:n_sectors]))
-    sector_codes = daily_rng.integers(0, n_sectors, n)
-    observed = _observed_cells(daily_rng, t, n, late_listing_share, suspension_share)
+    sectors = tuple(sorted(_SECTOR_NAMES[: spec.n_sectors]))
+    sector_codes = daily_rng.integers(0, spec.n_sectors, n)
+    observed = _observed_cells(daily_rng, t, n, spec.late_listing_share, spec.suspension_share)
     pulse = _pulse_states(pulse_rng, t, n) & observed
     daily = _daily_bars(
-        daily_rng, observed, pulse, sector_codes, n_sectors, signal_strength, intraday_strength
+        daily_rng, observed, pulse, sector_codes, spec.n_sectors, spec.signal_strength, spec.intraday_strength
     )
     minute: dict[str, np.ndarray] = {}
     times = np.arange(0)
-    if minute_days is not None:
+    if spec.minute_days is not None:
         end = US_REGULAR_SESSION.end_ns // (60 * 10**9)
-        times = np.arange(end - minute_slots + 1, end + 1).astype("timedelta64[m]")
-        first_day = max(0, t - minute_days)
-        minute = _minute_bars(minute_rng, daily, pulse, first_day, minute_slots)
+        times = np.arange(end - spec.minute_slots + 1, end + 1).astype("timedelta64[m]")
+        first_day = max(0, t - spec.minute_days)
+        minute = _minute_bars(minute_rng, daily, pulse, first_day, spec.minute_slots)
     return _Simulation(
         dates,
         instruments,

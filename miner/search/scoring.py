@@ -102,7 +102,7 @@ def _keep_freed_memory() -> None:
 
     Scoring allocates and frees panel-sized arrays all the time. By default glibc maps each such
     block afresh and hands it back on free (or trims the heap), so the next one faults its pages
-    in again: ~0.4 ms per MB on a VM, a third of a candidate's cost while a worker's cache fills.
+    in again, a large share of a candidate's cost while a worker's cache fills (benchmarks/README.md).
     With blocks up to 32 MB taken from the heap and the heap never trimmed, freed blocks are
     reused; the worker's memory stays at its peak (its cache plus one candidate's arrays).
     """

@@ -82,7 +82,7 @@ class DriverParallel(Parallel):
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed memory back
 # to the OS at once; scoring allocates and frees many panel-sized arrays, which then fault their
-# pages in anew: about 30% more CPU per candidate. The cluster we start keeps glibc's default,
+# pages in anew (benchmarks/README.md, "Design choices"). The cluster we start keeps glibc's default,
 # as loky's workers do (README: the same setting for a cluster of yours).
 NANNY_MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
