@@ -11,6 +11,7 @@ from rich.table import Table
 
 from evaluation import factor_summary
 from evaluation.labels import DEFAULT_HORIZONS
+from miner.app.output import write_table
 from miner.errors import DataError
 from miner.lang import canonical, evaluate
 from miner.market import MarketData
@@ -66,12 +67,7 @@ def write_long(values: np.ndarray, market: MarketData, output: Path) -> int:
     frame = pd.DataFrame(
         {"date": market.dates[rows], "instrument": market.instruments[cols], "value": values[rows, cols]}
     )
-    if output.suffix == ".csv":
-        frame.to_csv(output, index=False)
-    elif output.suffix == ".parquet":
-        frame.to_parquet(output, index=False)
-    else:
-        raise DataError(f"{output}: --output must end in .parquet or .csv")
+    write_table(frame, output)
     return len(frame)
 
 

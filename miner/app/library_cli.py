@@ -150,26 +150,19 @@ def values_command(
     market: MarketOption = None,
 ) -> None:
     """Print a factor's latest values, or write them (long form) to a file."""
+    from miner.app.output import write_table
+
     chosen = (
         None if instruments is None else [name.strip() for name in instruments.split(",") if name.strip()]
     )
     with open_library(library, read_only=True, market=market) as lib:
         if output is not None:
             frame = lib.get_factor_long(factor_id, start, end, chosen)
-            _write(frame, output)
+            write_table(frame, output)
             _console().print(f"wrote {len(frame):,} values of {factor_id} to {output}")
             return
         wide = lib.get_factor(factor_id, start, end, chosen)
     _console().print(wide_table(factor_id, wide.tail(rows)))
-
-
-def _write(frame: pd.DataFrame, output: Path) -> None:
-    if output.suffix == ".parquet":
-        frame.to_parquet(output, index=False)
-    elif output.suffix == ".csv":
-        frame.to_csv(output, index=False)
-    else:
-        raise LibraryError(f"{output}: --output must end in .parquet or .csv")
 
 
 def wide_table(factor_id: str, frame: pd.DataFrame, max_columns: int = 8) -> Table:
