@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_panel
 from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind, robust
+from tests.conftest import random_panel
 
 NAN = np.nan
 
