@@ -16,11 +16,12 @@ import math
 import numpy as np
 from numba import njit
 
+from operators.sorting import equal_run_end, move_back, prefix_run_end, sort_run
+
 _SIGN_BIT = np.uint64(0x8000000000000000)
 _RADIX_PASSES = 3  # 8-bit digits: the 24 key bits below the highest bit where keys differ
 _WINDOW_MASK = np.uint64((1 << (8 * _RADIX_PASSES)) - 1)
 _POSITION_MASK = np.uint64(0xFFFFFFFF)
-_SHORT_RUN = 16  # runs tied on the radix window up to this length are insertion-sorted, else heapsort
 _FEW_TIES_PER_NAME = 8  # under one name in 8 tied on its sort word's window: finish each tied run alone
 
 
@@ -65,68 +66,14 @@ def _window_low_bit(differ, width):
 
 
 @njit(cache=True, nogil=True)
-def _sift_down(keys, order, base, root, end):
-    """Restore the max-heap property below ``root`` in keys[base:base+end] (order follows)."""
-    while 2 * root + 1 < end:
-        child = 2 * root + 1
-        if child + 1 < end and keys[base + child] < keys[base + child + 1]:
-            child += 1
-        if keys[base + root] >= keys[base + child]:
-            return
-        a, b = base + root, base + child
-        keys[a], keys[b] = keys[b], keys[a]
-        order[a], order[b] = order[b], order[a]
-        root = child
-
-
-@njit(cache=True, nogil=True)
-def _heapsort_run(keys, order, i, j):
-    """Sort keys[i:j] ascending in place, moving order[i:j] along (O(L log L), no allocation)."""
-    size = j - i
-    for root in range(size // 2 - 1, -1, -1):
-        _sift_down(keys, order, i, root, size)
-    for end in range(size - 1, 0, -1):
-        keys[i], keys[i + end] = keys[i + end], keys[i]
-        order[i], order[i + end] = order[i + end], order[i]
-        _sift_down(keys, order, i, 0, end)
-
-
-@njit(cache=True, nogil=True)
-def _sort_run(keys, order, i, j):
-    """Sort keys[i:j] ascending in place, moving order[i:j] along: nothing when already sorted,
-    an insertion sort for a short run, else heapsort."""
-    for k in range(i + 1, j):
-        if keys[k] < keys[k - 1]:
-            break
-    else:
-        return
-    if j - i > _SHORT_RUN:
-        _heapsort_run(keys, order, i, j)
-        return
-    for k in range(i + 1, j):
-        key = keys[k]
-        position = order[k]
-        s = k - 1
-        while s >= i and keys[s] > key:
-            keys[s + 1] = keys[s]
-            order[s + 1] = order[s]
-            s -= 1
-        keys[s + 1] = key
-        order[s + 1] = position
-
-
-@njit(cache=True, nogil=True)
 def _sort_tied_runs(keys, order, m, low):
     """Finish the radix sort: order each run of keys equal from bit ``low`` up."""
     shift = np.uint64(low)
     i = 0
     while i < m:
-        high = keys[i] >> shift
-        j = i + 1
-        while j < m and (keys[j] >> shift) == high:
-            j += 1
+        j = prefix_run_end(keys, i, m, shift)
         if j - i > 1:
-            _sort_run(keys, order, i, j)
+            sort_run(keys, order, i, j)
         i = j
 
 
@@ -275,17 +222,8 @@ def _finish_order(keys, order, m, low):
     more than 8 m keys (keys only move within their tied run, so that stays valid)."""
     budget = 8 * m
     for k in range(1, m):
-        key = keys[k]
-        if key < keys[k - 1]:
-            position = order[k]
-            s = k - 1
-            while s >= 0 and keys[s] > key:
-                keys[s + 1] = keys[s]
-                order[s + 1] = order[s]
-                s -= 1
-            keys[s + 1] = key
-            order[s + 1] = position
-            budget -= k - 1 - s
+        if keys[k] < keys[k - 1]:
+            budget -= move_back(keys, order, 0, k)
             if budget < 0:
                 _sort_tied_runs(keys, order, m, low)
                 return
@@ -357,10 +295,7 @@ def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
         ranks[k] = k + half
     i = 0
     while repeated and i < m - 1:
-        window = words[i] >> shift
-        j = i + 1
-        while j < m and (words[j] >> shift) == window:
-            j += 1
+        j = prefix_run_end(words, i, m, shift)
         if j - i > 1:
             _rank_run(bits, low, i, j, half, keys, order, ranks)
         i = j
@@ -375,14 +310,14 @@ def _rank_run(bits, low, i, j, half, keys, order, ranks):
     for k in range(i, j):
         keys[k] = _order_key(bits[order[k]])
     if low > 0:
-        _sort_run(keys, order, i, j)
+        sort_run(keys, order, i, j)
     first = i
-    for k in range(i + 1, j + 1):
-        if k == j or keys[k] != keys[first]:
-            average = 0.5 * (first + k - 1) + half  # exact halves
-            for tied in range(first, k):
-                ranks[tied] = average
-            first = k
+    while first < j:
+        end = equal_run_end(keys, first, j)
+        average = 0.5 * (first + end - 1) + half  # exact halves
+        for tied in range(first, end):
+            ranks[tied] = average
+        first = end
 
 
 @njit(cache=True, nogil=True)

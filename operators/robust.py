@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from operators.registry import Arg, operator, window_lookback
+from operators.sorting import insert_sorted, remove_sorted
 
 FAMILY = "robust"
 
@@ -69,25 +70,6 @@ def _clip(value: float, low: float, high: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _insert_sorted(ordered: np.ndarray, count: int, value: float) -> int:
-    """Insert `value` into the sorted ordered[:count]; returns the new count."""
-    position = np.searchsorted(ordered[:count], value)
-    for i in range(count, position, -1):
-        ordered[i] = ordered[i - 1]
-    ordered[position] = value
-    return count + 1
-
-
-@njit(cache=True, nogil=True)
-def _remove_sorted(ordered: np.ndarray, count: int, value: float) -> int:
-    """Remove one copy of `value` (present) from the sorted ordered[:count]; returns the count."""
-    position = np.searchsorted(ordered[:count], value)
-    for i in range(position, count - 1):
-        ordered[i] = ordered[i + 1]
-    return count - 1
-
-
-@njit(cache=True, nogil=True)
 def _ts_mad_despike(x: np.ndarray, d: int, k: float) -> np.ndarray:
     n_rows, n_cols = x.shape
     out = np.full((n_rows, n_cols), np.nan)
@@ -96,11 +78,11 @@ def _ts_mad_despike(x: np.ndarray, d: int, k: float) -> np.ndarray:
     for t in range(n_rows):
         for n in range(n_cols):
             if t >= d and not np.isnan(x[t - d, n]):
-                counts[n] = _remove_sorted(windows[n], counts[n], x[t - d, n] + 0.0)
+                counts[n] = remove_sorted(windows[n], counts[n], x[t - d, n] + 0.0)
             today = x[t, n]
             if np.isnan(today):
                 continue
-            counts[n] = _insert_sorted(windows[n], counts[n], today + 0.0)
+            counts[n] = insert_sorted(windows[n], counts[n], today + 0.0)
             low, high = _mad_band(windows[n, : counts[n]], k)
             out[t, n] = _clip(today, low, high)
     return out

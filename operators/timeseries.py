@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from operators.registry import Arg, lag_lookback, operator, window_lookback
+from operators.sorting import insert_sorted, remove_sorted
 
 FAMILY = "timeseries"
 Kernel = Callable[..., np.ndarray]
@@ -632,28 +633,6 @@ def ts_rank(x: np.ndarray, d: int) -> np.ndarray:
 
 
 @njit(**_JIT)
-def _drop_sorted(values, m, v):
-    """Remove one copy of v from the sorted values[:m]; returns the new size."""
-    i = 0
-    while values[i] < v:
-        i += 1
-    for j in range(i, m - 1):
-        values[j] = values[j + 1]
-    return m - 1
-
-
-@njit(**_JIT)
-def _insert_sorted(values, m, v):
-    """Insert v into the sorted values[:m]; returns the new size."""
-    j = m
-    while j > 0 and values[j - 1] > v:
-        values[j] = values[j - 1]
-        j -= 1
-    values[j] = v
-    return m + 1
-
-
-@njit(**_JIT)
 def _ts_median(x, d):
     """Keeps each column's valid window values sorted: drop the row leaving, insert the new one.
 
@@ -668,9 +647,9 @@ def _ts_median(x, d):
         for n in range(cols):
             m = size[n]
             if t >= d and x[t - d, n] == x[t - d, n]:
-                m = _drop_sorted(window[n], m, x[t - d, n])
+                m = remove_sorted(window[n], m, x[t - d, n])
             if x[t, n] == x[t, n]:
-                m = _insert_sorted(window[n], m, x[t, n])
+                m = insert_sorted(window[n], m, x[t, n])
             size[n] = m
             if m == 0:
                 out[t, n] = np.nan
