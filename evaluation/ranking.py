@@ -6,7 +6,8 @@ A date's values are ordered by numpy's sort of 32-bit words, each a window of th
 below the highest bit where the date's keys differ) beside the column, then names tied on the
 window are finished on their full keys; quantile codes order their values by an LSD radix sort
 of the key window instead. The Spearman sums are exact quarter-integers, so their order does not
-matter. `evaluation.metrics` builds the public metrics on these.
+matter. The shared sorts of short runs come from `operators.sorting`; `evaluation.metrics` builds
+the public metrics on these kernels.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _POSITION_MASK = np.uint64(0xFFFFFFFF)
 _FEW_TIES_PER_NAME = 8  # under one name in 8 tied on its sort word's window: finish each tied run alone
 
 
-# ------------------------------------------------------------------ numba kernels: sorting
+# -------------------------------------------------------------------------- order keys and sorts
 
 
 @njit(cache=True, nogil=True)
@@ -75,6 +76,20 @@ def _sort_tied_runs(keys, order, m, low):
         if j - i > 1:
             sort_run(keys, order, i, j)
         i = j
+
+
+@njit(cache=True, nogil=True)
+def _finish_order(keys, order, m, low):
+    """Complete an order that is sorted on the key bits from ``low`` up: an insertion sort,
+    which costs little when few keys tie on those bits, or `_sort_tied_runs` once it has moved
+    more than 8 m keys (keys only move within their tied run, so that stays valid)."""
+    budget = 8 * m
+    for k in range(1, m):
+        if keys[k] < keys[k - 1]:
+            budget -= move_back(keys, order, 0, k)
+            if budget < 0:
+                _sort_tied_runs(keys, order, m, low)
+                return
 
 
 @njit(cache=True, nogil=True)
@@ -132,6 +147,9 @@ def _sorted_order(values, m, ws):
     return sorted_keys, order
 
 
+# --------------------------------------------------------------------------------- average ranks
+
+
 @njit(cache=True, nogil=True)
 def _tie_starts(keys, m, out):
     """out[k] = position of the first of the m ascending keys equal to keys[k] (m >= 1; the first
@@ -161,7 +179,166 @@ def _sorted_ranks(keys, m, ranks):
         ranks[k] = 0.5 * (ranks[k] + last + 1 - m)
 
 
-# ------------------------------------------------------------------ numba kernels: correlation
+@njit(cache=True, nogil=True)
+def _rank_run(bits, low, i, j, half, keys, order, ranks):
+    """Finish order[i:j], a run of names tied on their sort keys from bit ``low`` up, on the full
+    keys, and give each group of equal values in it their average rank (minus the mean rank,
+    ``-half``)."""
+    for k in range(i, j):
+        keys[k] = _order_key(bits[order[k]])
+    if low > 0:
+        sort_run(keys, order, i, j)
+    first = i
+    while first < j:
+        end = equal_run_end(keys, first, j)
+        average = 0.5 * (first + end - 1) + half  # exact halves
+        for tied in range(first, end):
+            ranks[tied] = average
+        first = end
+
+
+@njit(cache=True, nogil=True)
+def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
+    """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value
+    (order[:m]); returns whether many of them tie.
+
+    Words order the names up to ties on the window of their sort keys. Where no two names tie on
+    it, that order is final and has no ties; where a few do, each run of them is finished on its
+    full keys alone. Either way ranks[:m] then holds their centered average ranks (exact halves).
+    Where many names tie, the whole order is finished on the full keys, left in keys[:m] for the
+    caller to rank (`_sorted_ranks`, or `_spearman_from_keys` in one pass fewer).
+    """
+    shift = np.uint32(position_bits)
+    position_mask = np.uint32((1 << position_bits) - 1)
+    repeated = 0
+    order[0] = words[0] & position_mask
+    for k in range(1, m):  # no branch: the loop vectorises
+        order[k] = words[k] & position_mask
+        repeated += (words[k] >> shift) == (words[k - 1] >> shift)
+    bits = values.view(np.uint64)
+    if repeated * _FEW_TIES_PER_NAME >= m:
+        for k in range(m):
+            keys[k] = _order_key(bits[order[k]])
+        if low > 0:
+            _finish_order(keys, order, m, low)
+        return True
+    half = 0.5 * (1.0 - m)
+    for k in range(m):
+        ranks[k] = k + half
+    i = 0
+    while repeated and i < m - 1:
+        j = prefix_run_end(words, i, m, shift)
+        if j - i > 1:
+            _rank_run(bits, low, i, j, half, keys, order, ranks)
+        i = j
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _pack_factor_words(factor, centered, row_mask, counts, min_names, position_bits):
+    """Step 1 of `rank_ic_by_date`. Per scored date, each name valid on both sides as a uint32
+    word (the top window of its sort key | its column), 0xFFFFFFFF elsewhere; the window's
+    lowest key bit; and the counts of names kept and of label names the factor misses. Sorting
+    a row of words orders its valid names (first) up to ties on the window.
+
+    Both loops over a date's names are free of data-dependent branches, so they vectorise.
+    """
+    n_dates, n_names = factor.shape
+    window_bits = 32 - position_bits
+    window_mask = np.uint64((1 << window_bits) - 1)
+    nothing = np.uint32(0xFFFFFFFF)
+    words = np.full((n_dates, n_names), nothing, dtype=np.uint32)
+    low = np.zeros(n_dates, dtype=np.int64)
+    kept = np.zeros(n_dates, dtype=np.int64)
+    missed = np.zeros(n_dates, dtype=np.int64)
+    for t in range(n_dates):
+        if not row_mask[t] or counts[t] < min_names:
+            continue
+        values = factor[t]
+        bits = values.view(np.uint64)
+        label_valid = centered[t]
+        smallest = np.uint64(0xFFFFFFFFFFFFFFFF)
+        largest = np.uint64(0)
+        m = 0
+        for n in range(n_names):
+            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
+            key = _order_key(bits[n])
+            smallest = min(smallest, key if valid else np.uint64(0xFFFFFFFFFFFFFFFF))
+            largest = max(largest, key if valid else np.uint64(0))
+            m += valid
+        kept[t] = m
+        missed[t] = counts[t] - m
+        if m < min_names:
+            continue
+        low[t] = _window_low_bit(smallest ^ largest, window_bits)  # all keys share the common prefix
+        shift = np.uint64(low[t])
+        row = words[t]
+        for n in range(n_names):
+            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
+            window = (_order_key(bits[n]) >> shift) & window_mask
+            word = np.uint32((window << np.uint64(position_bits)) | np.uint64(n))
+            row[n] = word if valid else nothing
+    return words, low, kept, missed
+
+
+def centered_rank_panel(values: np.ndarray, row_mask: np.ndarray):
+    """Per date in ``row_mask``: average ranks over the valid names minus their mean (NaN
+    elsewhere), the sum of their squares, the count of valid names, and those names in ascending
+    order of value. Sorted like `rank_ic_by_date` (32-bit words, finished on the full keys)."""
+    n_dates, n_names = values.shape
+    position_bits = max(1, n_names.bit_length())
+    every_name = np.full(n_dates, n_names, dtype=np.int64)
+    # the values stand in for the label too: a name is kept where the values are finite
+    words, low, kept, _ = _pack_factor_words(values, values, row_mask, every_name, 1, position_bits)
+    words.sort(axis=1)
+    return _ranks_from_words(words, low, kept, values, position_bits)
+
+
+@njit(cache=True, nogil=True)
+def _ranks_from_words(words, low, kept, values, position_bits):
+    """`centered_rank_panel` once each row of ``words`` (from `_pack_factor_words`) is sorted."""
+    n_dates, n_names = values.shape
+    centered = np.full((n_dates, n_names), np.nan)
+    sum_sq = np.zeros(n_dates)
+    names_by_value = np.zeros((n_dates, n_names), dtype=np.int32)
+    keys = np.empty(n_names, dtype=np.uint64)
+    order = np.empty(n_names, dtype=np.int64)
+    ranks = np.empty(n_names)
+    for t in range(n_dates):
+        m = kept[t]
+        if m == 0:
+            continue
+        if _ranked_order(words[t], values[t], m, position_bits, low[t], keys, order, ranks):
+            _sorted_ranks(keys, m, ranks)
+        for k in range(m):
+            centered[t, order[k]] = ranks[k]
+            names_by_value[t, k] = order[k]
+            sum_sq[t] += ranks[k] * ranks[k]
+    return centered, sum_sq, kept.copy(), names_by_value
+
+
+@njit(cache=True, nogil=True)
+def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, scratch, out):
+    """out[n] = centered average rank of the label among the names where ``values`` is finite,
+    from the ``count`` names of ``names_by_value`` (ascending label order); returns the sum of
+    their squares. Exact (halves); ``scratch`` holds 2 x count floats."""
+    m = 0
+    for i in range(count):  # no branch: a name is written, then kept or overwritten
+        n = names_by_value[i]
+        kept_names[m] = n
+        m += math.isfinite(values[n])
+    ascending, ranks = scratch[:m], scratch[count : count + m]
+    for i in range(m):
+        ascending[i] = label_row[kept_names[i]]
+    _sorted_ranks(ascending, m, ranks)
+    sum_sq = 0.0
+    for i in range(m):
+        out[kept_names[i]] = ranks[i]
+        sum_sq += ranks[i] * ranks[i]
+    return sum_sq
+
+
+# -------------------------------------------------------------------------------------- Spearman
 
 
 @njit(cache=True, nogil=True)
@@ -216,181 +393,8 @@ def _spearman_from_ranks(order, ranks, m, cy, syy):
 
 
 @njit(cache=True, nogil=True)
-def _finish_order(keys, order, m, low):
-    """Complete an order that is sorted on the key bits from ``low`` up: an insertion sort,
-    which costs little when few keys tie on those bits, or `_sort_tied_runs` once it has moved
-    more than 8 m keys (keys only move within their tied run, so that stays valid)."""
-    budget = 8 * m
-    for k in range(1, m):
-        if keys[k] < keys[k - 1]:
-            budget -= move_back(keys, order, 0, k)
-            if budget < 0:
-                _sort_tied_runs(keys, order, m, low)
-                return
-
-
-def centered_rank_panel(values: np.ndarray, row_mask: np.ndarray):
-    """Per date in ``row_mask``: average ranks over the valid names minus their mean (NaN
-    elsewhere), the sum of their squares, the count of valid names, and those names in ascending
-    order of value. Sorted like `rank_ic_fast` (32-bit words, finished on the full keys)."""
-    n_dates, n_names = values.shape
-    position_bits = max(1, n_names.bit_length())
-    every_name = np.full(n_dates, n_names, dtype=np.int64)
-    # the values stand in for the label too: a name is kept where the values are finite
-    words, low, kept, _ = _pack_factor_words(values, values, row_mask, every_name, 1, position_bits)
-    words.sort(axis=1)
-    return _ranks_from_words(words, low, kept, values, position_bits)
-
-
-@njit(cache=True, nogil=True)
-def _ranks_from_words(words, low, kept, values, position_bits):
-    """`centered_rank_panel` once each row of ``words`` (from `_pack_factor_words`) is sorted."""
-    n_dates, n_names = values.shape
-    centered = np.full((n_dates, n_names), np.nan)
-    sum_sq = np.zeros(n_dates)
-    names_by_value = np.zeros((n_dates, n_names), dtype=np.int32)
-    keys = np.empty(n_names, dtype=np.uint64)
-    order = np.empty(n_names, dtype=np.int64)
-    ranks = np.empty(n_names)
-    for t in range(n_dates):
-        m = kept[t]
-        if m == 0:
-            continue
-        if _ranked_order(words[t], values[t], m, position_bits, low[t], keys, order, ranks):
-            _sorted_ranks(keys, m, ranks)
-        for k in range(m):
-            centered[t, order[k]] = ranks[k]
-            names_by_value[t, k] = order[k]
-            sum_sq[t] += ranks[k] * ranks[k]
-    return centered, sum_sq, kept.copy(), names_by_value
-
-
-@njit(cache=True, nogil=True)
-def _ranked_order(words, values, m, position_bits, low, keys, order, ranks):
-    """The m names of a sorted row of words (`_pack_factor_words`) in ascending order of value
-    (order[:m]); returns whether many of them tie.
-
-    Words order the names up to ties on the window of their sort keys. Where no two names tie on
-    it, that order is final and has no ties; where a few do, each run of them is finished on its
-    full keys alone. Either way ranks[:m] then holds their centered average ranks (exact halves).
-    Where many names tie, the whole order is finished on the full keys, left in keys[:m] for the
-    caller to rank (`_sorted_ranks`, or `_spearman_from_keys` in one pass fewer).
-    """
-    shift = np.uint32(position_bits)
-    position_mask = np.uint32((1 << position_bits) - 1)
-    repeated = 0
-    order[0] = words[0] & position_mask
-    for k in range(1, m):  # no branch: the loop vectorises
-        order[k] = words[k] & position_mask
-        repeated += (words[k] >> shift) == (words[k - 1] >> shift)
-    bits = values.view(np.uint64)
-    if repeated * _FEW_TIES_PER_NAME >= m:
-        for k in range(m):
-            keys[k] = _order_key(bits[order[k]])
-        if low > 0:
-            _finish_order(keys, order, m, low)
-        return True
-    half = 0.5 * (1.0 - m)
-    for k in range(m):
-        ranks[k] = k + half
-    i = 0
-    while repeated and i < m - 1:
-        j = prefix_run_end(words, i, m, shift)
-        if j - i > 1:
-            _rank_run(bits, low, i, j, half, keys, order, ranks)
-        i = j
-    return False
-
-
-@njit(cache=True, nogil=True)
-def _rank_run(bits, low, i, j, half, keys, order, ranks):
-    """Finish order[i:j], a run of names tied on their sort keys from bit ``low`` up, on the full
-    keys, and give each group of equal values in it their average rank (minus the mean rank,
-    ``-half``)."""
-    for k in range(i, j):
-        keys[k] = _order_key(bits[order[k]])
-    if low > 0:
-        sort_run(keys, order, i, j)
-    first = i
-    while first < j:
-        end = equal_run_end(keys, first, j)
-        average = 0.5 * (first + end - 1) + half  # exact halves
-        for tied in range(first, end):
-            ranks[tied] = average
-        first = end
-
-
-@njit(cache=True, nogil=True)
-def _pack_factor_words(factor, centered, row_mask, counts, min_names, position_bits):
-    """Step 1 of `rank_ic_fast`. Per scored date, each name valid on both sides as a uint32
-    word (the top window of its sort key | its column), 0xFFFFFFFF elsewhere; the window's
-    lowest key bit; and the counts of names kept and of label names the factor misses. Sorting
-    a row of words orders its valid names (first) up to ties on the window.
-
-    Both loops over a date's names are free of data-dependent branches, so they vectorise.
-    """
-    n_dates, n_names = factor.shape
-    window_bits = 32 - position_bits
-    window_mask = np.uint64((1 << window_bits) - 1)
-    nothing = np.uint32(0xFFFFFFFF)
-    words = np.full((n_dates, n_names), nothing, dtype=np.uint32)
-    low = np.zeros(n_dates, dtype=np.int64)
-    kept = np.zeros(n_dates, dtype=np.int64)
-    missed = np.zeros(n_dates, dtype=np.int64)
-    for t in range(n_dates):
-        if not row_mask[t] or counts[t] < min_names:
-            continue
-        values = factor[t]
-        bits = values.view(np.uint64)
-        label_valid = centered[t]
-        smallest = np.uint64(0xFFFFFFFFFFFFFFFF)
-        largest = np.uint64(0)
-        m = 0
-        for n in range(n_names):
-            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
-            key = _order_key(bits[n])
-            smallest = min(smallest, key if valid else np.uint64(0xFFFFFFFFFFFFFFFF))
-            largest = max(largest, key if valid else np.uint64(0))
-            m += valid
-        kept[t] = m
-        missed[t] = counts[t] - m
-        if m < min_names:
-            continue
-        low[t] = _window_low_bit(smallest ^ largest, window_bits)  # all keys share the common prefix
-        shift = np.uint64(low[t])
-        row = words[t]
-        for n in range(n_names):
-            valid = label_valid[n] == label_valid[n] and math.isfinite(values[n])
-            window = (_order_key(bits[n]) >> shift) & window_mask
-            word = np.uint32((window << np.uint64(position_bits)) | np.uint64(n))
-            row[n] = word if valid else nothing
-    return words, low, kept, missed
-
-
-@njit(cache=True, nogil=True)
-def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, scratch, out):
-    """out[n] = centered average rank of the label among the names where ``values`` is finite,
-    from the ``count`` names of ``names_by_value`` (ascending label order); returns the sum of
-    their squares. Exact (halves); ``scratch`` holds 2 x count floats."""
-    m = 0
-    for i in range(count):  # no branch: a name is written, then kept or overwritten
-        n = names_by_value[i]
-        kept_names[m] = n
-        m += math.isfinite(values[n])
-    ascending, ranks = scratch[:m], scratch[count : count + m]
-    for i in range(m):
-        ascending[i] = label_row[kept_names[i]]
-    _sorted_ranks(ascending, m, ranks)
-    sum_sq = 0.0
-    for i in range(m):
-        out[kept_names[i]] = ranks[i]
-        sum_sq += ranks[i] * ranks[i]
-    return sum_sq
-
-
-@njit(cache=True, nogil=True)
 def _rank_ic_from_words(words, low, kept, missed, factor, prepared_label, position_bits, min_names):
-    """Step 2 of `rank_ic_fast`, after each row of ``words`` was sorted: finish the order on
+    """Step 2 of `rank_ic_by_date`, after each row of ``words`` was sorted: finish the order on
     the full keys where names tie on the window, then correlate with the label's ranks, re-ranked
     over the common names on dates where the factor misses some label names."""
     label, row_mask, centered, sum_sq, counts, names_by_value = prepared_label
@@ -438,7 +442,7 @@ def rank_ic_by_date(factor: np.ndarray, label_ranks: tuple, min_names: int) -> n
     return _rank_ic_from_words(words, low, kept, missed, factor, label_ranks, position_bits, min_names)
 
 
-# ------------------------------------------------------------------ numba kernels: quantiles
+# -------------------------------------------------------------------------------- quantile codes
 
 
 @njit(cache=True, nogil=True)
