@@ -5,9 +5,7 @@ and `ts_mad_despike`, and the ranking kernels of the metrics (`evaluation.rankin
 numbers without NaN (floats, or integer sort keys); a *payload* array (e.g. the keys' columns) is
 moved along with them. Everything works in place on caller-owned buffers: nothing allocates.
 
-numba's on-disk cache does not notice when a function called from another file changes: after
-editing this module, delete the `*.nbi` / `*.nbc` files under `operators/__pycache__` and
-`evaluation/__pycache__`, or the kernels that call it keep their old copy.
+Kernels in other files call these: see the package docstring on numba's cache after an edit.
 """
 
 from __future__ import annotations
