@@ -5,8 +5,8 @@ applied by a numba loop over flat arrays. A SERIES argument may also be a plain 
 (`close - 1`): a number stands for every cell, panels of different shapes broadcast, and a call on
 numbers alone returns a Python float. The loop functions hold one loop per operator, so that in
 each the rule is a constant and the loop vectorises; they are plain jitted functions, which load
-from numba's cache in milliseconds (a numba ufunc compiles its wrapper anew in every process,
-~50 ms each, and every scoring worker would pay that).
+from numba's cache in milliseconds (a numba ufunc compiles its wrapper anew in every process, a
+cost every scoring worker would pay for every operator).
 No result is ever infinite: an infinite or undefined value is NaN, and a NaN input gives NaN
 (except `where`, whose unchosen branch does not matter). Comparisons and logic return 1.0 / 0.0;
 a number is true when it is non-zero.

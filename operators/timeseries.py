@@ -40,8 +40,9 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 is inf or
 # what `_moment_stat` returns
 _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
 
-# the extremes scan windows shorter than this and use blocks from here on, where blocks are faster
-# (on a (853, 505) panel: 0.41 vs 0.46 ms at d = 4, 0.49 vs 0.45 ms at d = 5, 4.5 vs 0.46 ms at 60)
+# the extremes scan windows shorter than this and use blocks from here on: a scan costs O(d) per
+# output, blocks O(1) but with a fixed overhead (two passes and a stored suffix per block) that only
+# pays from about this window on (benchmarks/README.md has the measurements)
 _BLOCKS_FROM = 5
 
 
@@ -142,29 +143,13 @@ def _changed(now, before, relative):
 
 @njit(**_JIT)
 def _change(x, d, relative):
-    """x - delay(x, d), or x / delay(x, d) - 1 when `relative`.
-
-    Rows are visited d apart (r, r + d, r + 2d, ..., then r + 1, ...), four at a time: each row
-    read is `now` for one output and `before` for the next, so every row is read only once.
-    """
+    """x - delay(x, d), or x / delay(x, d) - 1 when `relative`."""
     rows, cols = x.shape
     out = _nan_head(rows, cols, d)
-    step = max(d, 1)
-    for first in range(d, min(d + step, rows)):
-        t = first
-        while d > 0 and t + 3 * d < rows:
-            x0, x1, x2, x3, x4 = x[t - d], x[t], x[t + d], x[t + 2 * d], x[t + 3 * d]
-            out1, out2, out3, out4 = out[t], out[t + d], out[t + 2 * d], out[t + 3 * d]
-            for n in range(cols):
-                out1[n] = _changed(x1[n], x0[n], relative)
-                out2[n] = _changed(x2[n], x1[n], relative)
-                out3[n] = _changed(x3[n], x2[n], relative)
-                out4[n] = _changed(x4[n], x3[n], relative)
-            t += 4 * d
-        for last in range(t, rows, step):  # the chain's last rows; every row when d is 0
-            before, now, out_now = x[last - d], x[last], out[last]
-            for n in range(cols):
-                out_now[n] = _changed(now[n], before[n], relative)
+    for t in range(d, rows):
+        before, now, changed = x[t - d], x[t], out[t]
+        for n in range(cols):
+            changed[n] = _changed(now[n], before[n], relative)
     return out
 
 
@@ -592,8 +577,8 @@ def _rank_counts(v, today, count, below, equal):
 @njit(**_JIT)
 def _ts_rank(x, d):
     """Today's average-tie percentile among the window's valid values. Four rows at a time, so
-    that each column's counts are loaded and stored once per four; integer counts vectorise
-    better than float ones (1.7x at d = 10 and 60 on 853 x 505)."""
+    that each column's counts are loaded and stored once per four; integer counts, because they
+    vectorise better than float ones."""
     rows, cols = x.shape
     out = np.empty((rows, cols))
     count = np.empty(cols, dtype=np.int64)
