@@ -25,12 +25,15 @@ _WINDOW_MASK = np.uint64((1 << (8 * _RADIX_PASSES)) - 1)
 _POSITION_MASK = np.uint64(0xFFFFFFFF)
 _FEW_TIES_PER_NAME = 8  # under one name in 8 tied on its sort word's window: finish each tied run alone
 
+SortWorkspace = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Scratch buffers of the radix sort (`sort_workspace`)."""
+
 
 # -------------------------------------------------------------------------- order keys and sorts
 
 
 @njit(cache=True, nogil=True)
-def sort_workspace(n: int):
+def sort_workspace(n: int) -> SortWorkspace:
     """Scratch buffers for `_sorted_order` on up to n values."""
     keys = np.empty(n, dtype=np.uint64)
     packed = np.empty(n, dtype=np.uint64)
@@ -281,7 +284,9 @@ def _pack_factor_words(factor, centered, row_mask, counts, min_names, position_b
     return words, low, kept, missed
 
 
-def centered_rank_panel(values: np.ndarray, row_mask: np.ndarray):
+def centered_rank_panel(
+    values: np.ndarray, row_mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per date in ``row_mask``: average ranks over the valid names minus their mean (NaN
     elsewhere), the sum of their squares, the count of valid names, and those names in ascending
     order of value. Sorted like `rank_ic_by_date` (32-bit words, finished on the full keys)."""
@@ -342,7 +347,7 @@ def _ranks_over_kept(label_row, names_by_value, count, values, kept_names, scrat
 
 
 @njit(cache=True, nogil=True)
-def clipped_correlation(sxy, sxx, syy):
+def clipped_correlation(sxy: float, sxx: float, syy: float) -> float:
     """sxy / sqrt(sxx * syy) clipped to [-1, 1]; NaN when a side has no variance."""
     if not (sxx > 0.0 and syy > 0.0):
         return np.nan
@@ -446,7 +451,9 @@ def rank_ic_by_date(factor: np.ndarray, label_ranks: tuple, min_names: int) -> n
 
 
 @njit(cache=True, nogil=True)
-def quantile_codes(values, m, probs, ws, codes):
+def quantile_codes(
+    values: np.ndarray, m: int, probs: np.ndarray, ws: SortWorkspace, codes: np.ndarray
+) -> bool:
     """pandas.qcut(values[:m], probs, labels=False) + 1 into codes[:m]; False if edges repeat.
 
     Edges are numpy's 'linear' quantiles of the values (same interpolation arithmetic);

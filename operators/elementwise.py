@@ -29,8 +29,6 @@ FAMILY = "elementwise"
 
 Operand = np.ndarray | float
 
-_JIT = {"cache": True, "nogil": True}
-
 _ADD, _SUB, _MUL, _DIV, _LT, _LE, _GT, _GE, _EQ, _NE, _AND, _OR, _MAX, _MIN = range(14)
 _NEG, _ABS, _SIGN, _LOG, _SLOG, _SQRT, _INV, _NOT = range(8)
 _POWER, _SIGNED_POWER = range(2)
@@ -54,22 +52,22 @@ def _item_overload(values, i):
     return lambda values, i: values
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _finite(value: float) -> float:
     return np.nan if math.isinf(value) else value
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _is_nan(value: float) -> bool:
     return value != value
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _truth(flag: bool) -> float:
     return 1.0 if flag else 0.0
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _sign_of(x: float) -> float:
     if _is_nan(x):
         return np.nan
@@ -80,7 +78,7 @@ def _sign_of(x: float) -> float:
     return 0.0
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _binary_value(op: int, x: float, y: float) -> float:
     if op == _ADD:
         return _finite(x + y)
@@ -115,7 +113,7 @@ def _binary_value(op: int, x: float, y: float) -> float:
     return _finite(x if x <= y else y)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _unary_value(op: int, x: float) -> float:
     if op == _NEG:
         return _finite(-x)
@@ -136,7 +134,7 @@ def _unary_value(op: int, x: float) -> float:
     return np.nan if _is_nan(x) else _truth(x == 0.0)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _checked_value(op: int, x: float, e: float, raw: float) -> float:
     """x ** e (`_POWER`) or sign(x) * |x| ** e (`_SIGNED_POWER`), given raw = x ** e or |x| ** e
     computed by numpy; NaN where undefined or infinite."""
@@ -151,7 +149,7 @@ def _checked_value(op: int, x: float, e: float, raw: float) -> float:
     return _finite(raw)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _where_value(c: float, a: float, b: float) -> float:
     if _is_nan(c):
         return np.nan
@@ -161,7 +159,7 @@ def _where_value(c: float, a: float, b: float) -> float:
 # --- loops: one per rule, so that each vectorises -----------------------------------------
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _binary_loop(op, x, y, out):
     """out[i] = op(x[i], y[i]) over flat arrays (a number stands for every i)."""
     n = out.size
@@ -209,7 +207,7 @@ def _binary_loop(op, x, y, out):
             out[i] = _binary_value(_MIN, _item(x, i), _item(y, i))
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _unary_loop(op, x, out):
     """out[i] = op(x[i]) over flat arrays."""
     n = out.size
@@ -239,7 +237,7 @@ def _unary_loop(op, x, out):
             out[i] = _unary_value(_NOT, x[i])
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _checked_loop(op, x, e, raw, out):
     """out[i] = `_checked_value`(op, x[i], e[i], raw[i]) over flat arrays (e may be a number);
     raw None means e is 2 and raw[i] is x[i] * x[i], squared here without a numpy pass."""
@@ -258,7 +256,7 @@ def _checked_loop(op, x, e, raw, out):
             out[i] = _checked_value(_SIGNED_POWER, x[i], _item(e, i), raw[i])
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _where_loop(c, a, b, out):
     """out[i] = `_where_value`(c[i], a[i], b[i]) over flat arrays (a number stands for every i)."""
     for i in range(out.size):
@@ -470,7 +468,7 @@ def minimum(x: Operand, y: Operand) -> Operand:
     doc="a where c is non-zero, b where c is zero, NaN where c is NaN",
 )
 def where(c: Operand, a: Operand, b: Operand) -> Operand:
-    flat, shape = _flat_operands(c, a, b)
+    (flat_c, flat_a, flat_b), shape = _flat_operands(c, a, b)
     out = np.empty(math.prod(shape))
-    _where_loop(*flat, out)
+    _where_loop(flat_c, flat_a, flat_b, out)
     return _result(out, shape)

@@ -10,6 +10,7 @@ Kernels in other files call these: see the package docstring on numba's cache af
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 SHORT_RUN = 16
@@ -17,7 +18,7 @@ SHORT_RUN = 16
 
 
 @njit(cache=True, nogil=True)
-def move_back(keys, payload, lo, k):
+def move_back(keys: np.ndarray, payload: np.ndarray | None, lo: int, k: int) -> int:
     """Move keys[k] back to its place in the sorted keys[lo:k], after the keys equal to it, and
     payload[k] with it (payload may be None); returns how many keys it passed."""
     key = keys[k]
@@ -36,14 +37,14 @@ def move_back(keys, payload, lo, k):
 
 
 @njit(cache=True, nogil=True)
-def insertion_sort(keys, payload, lo, hi):
+def insertion_sort(keys: np.ndarray, payload: np.ndarray, lo: int, hi: int) -> None:
     """Sort keys[lo:hi] ascending in place, moving payload[lo:hi] along; stable."""
     for k in range(lo + 1, hi):
         move_back(keys, payload, lo, k)
 
 
 @njit(cache=True, nogil=True)
-def _sift_down(keys, payload, base, root, end):
+def _sift_down(keys: np.ndarray, payload: np.ndarray, base: int, root: int, end: int) -> None:
     """Restore the max-heap property below ``root`` in keys[base:base+end] (payload follows)."""
     while 2 * root + 1 < end:
         child = 2 * root + 1
@@ -58,7 +59,7 @@ def _sift_down(keys, payload, base, root, end):
 
 
 @njit(cache=True, nogil=True)
-def heapsort(keys, payload, lo, hi):
+def heapsort(keys: np.ndarray, payload: np.ndarray, lo: int, hi: int) -> None:
     """Sort keys[lo:hi] ascending in place, moving payload[lo:hi] along (O(L log L), not stable)."""
     size = hi - lo
     for root in range(size // 2 - 1, -1, -1):
@@ -70,7 +71,7 @@ def heapsort(keys, payload, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def sort_run(keys, payload, lo, hi):
+def sort_run(keys: np.ndarray, payload: np.ndarray, lo: int, hi: int) -> None:
     """Sort keys[lo:hi] ascending in place, moving payload[lo:hi] along: nothing when already
     sorted, an insertion sort up to `SHORT_RUN` keys, else heapsort (equal keys may swap)."""
     for k in range(lo + 1, hi):
@@ -85,7 +86,7 @@ def sort_run(keys, payload, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def equal_run_end(keys, first, stop):
+def equal_run_end(keys: np.ndarray, first: int, stop: int) -> int:
     """The end of the run of sorted keys from ``first`` (before ``stop``) equal to keys[first]."""
     end = first + 1
     while end < stop and keys[end] == keys[first]:
@@ -94,7 +95,7 @@ def equal_run_end(keys, first, stop):
 
 
 @njit(cache=True, nogil=True)
-def prefix_run_end(keys, first, stop, shift):
+def prefix_run_end(keys: np.ndarray, first: int, stop: int, shift: np.unsignedinteger) -> int:
     """The end of the run of sorted unsigned keys from ``first`` (before ``stop``) that share the
     bits of keys[first] from bit ``shift`` up."""
     prefix = keys[first] >> shift
@@ -105,7 +106,7 @@ def prefix_run_end(keys, first, stop, shift):
 
 
 @njit(cache=True, nogil=True)
-def insert_sorted(values, m, v):
+def insert_sorted(values: np.ndarray, m: int, v: float) -> int:
     """Insert v into the sorted values[:m] after the values equal to it; returns m + 1."""
     values[m] = v
     move_back(values, None, 0, m)
@@ -113,7 +114,7 @@ def insert_sorted(values, m, v):
 
 
 @njit(cache=True, nogil=True)
-def remove_sorted(values, m, v):
+def remove_sorted(values: np.ndarray, m: int, v: float) -> int:
     """Remove the first of the values equal to v (one must be there) from the sorted values[:m];
     returns m - 1."""
     i = 0

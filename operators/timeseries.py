@@ -29,13 +29,12 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from operators.registry import Arg, lag_lookback, operator, window_lookback
+from operators.registry import Arg, KernelT, lag_lookback, operator, window_lookback
 from operators.sorting import insert_sorted, remove_sorted
 
 FAMILY = "timeseries"
-Kernel = Callable[..., np.ndarray]
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 is inf or NaN, no raise
+_jit = njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, no raise
 
 # what `_moment_stat` returns
 _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
@@ -46,7 +45,7 @@ _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
 _BLOCKS_FROM = 5
 
 
-def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _rolling(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare a trailing-window operator name(x, d)."""
     return operator(
         name,
@@ -58,7 +57,7 @@ def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
     )
 
 
-def _pairwise(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _pairwise(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare a symmetric trailing-window operator name(x, y, d)."""
     return operator(
         name,
@@ -72,7 +71,7 @@ def _pairwise(name: str, doc: str) -> Callable[[Kernel], Kernel]:
     )
 
 
-def _shifted(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _shifted(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare an operator name(x, d) of today's value and the value d rows ago."""
     return operator(
         name,
@@ -98,13 +97,13 @@ def _window(d: int) -> int:
     return int(d)
 
 
-@njit(**_JIT)
+@_jit
 def _finite(value: float) -> float:
     """`value`, or NaN when it is inf."""
     return value if math.isfinite(value) else np.nan
 
 
-@njit(**_JIT)
+@_jit
 def _window_start(t: int, d: int) -> int:
     return max(0, t - d + 1)
 
@@ -112,7 +111,7 @@ def _window_start(t: int, d: int) -> int:
 # --------------------------------------------------------------------------------------- shifts
 
 
-@njit(**_JIT)
+@_jit
 def _nan_head(rows, cols, d):
     """An uninitialised (rows, cols) panel whose first d rows (no row d above them) are NaN."""
     out = np.empty((rows, cols))
@@ -120,7 +119,7 @@ def _nan_head(rows, cols, d):
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _delay(x, d):
     rows, cols = x.shape
     out = _nan_head(rows, cols, d)
@@ -131,7 +130,7 @@ def _delay(x, d):
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _changed(now, before, relative):
     """now - before, or now / before - 1 (NaN where before is 0) when `relative`; never inf."""
     if relative:
@@ -141,7 +140,7 @@ def _changed(now, before, relative):
     return change if math.isfinite(change) else np.nan
 
 
-@njit(**_JIT)
+@_jit
 def _change(x, d, relative):
     """x - delay(x, d), or x / delay(x, d) - 1 when `relative`."""
     rows, cols = x.shape
@@ -171,15 +170,15 @@ def pct_change(x: np.ndarray, d: int) -> np.ndarray:
 # ------------------------------------------------------------------------- sums and products
 
 
-@njit(**_JIT)
-def _gathered(v, acc, count, product):
+@_jit
+def _gathered(product, v, acc, count):
     """A column's window sum (or product) and count of valid values, updated with one value."""
     valid = v == v
     grown = acc * v if product else acc + v
     return grown if valid else acc, count + np.int64(valid)
 
 
-@njit(**_JIT)
+@_jit
 def _gather_rows(x, lo, t, acc, count, product):
     """Per column: `_gathered` over rows lo..t, oldest first; four rows at a time, so that each
     column's accumulators are loaded and stored once per four."""
@@ -187,17 +186,17 @@ def _gather_rows(x, lo, t, acc, count, product):
     while k + 3 <= t:
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         for n in range(x.shape[1]):
-            s = _gathered(x0[n], acc[n], count[n], product)
-            s = _gathered(x1[n], *s, product)
-            s = _gathered(x2[n], *s, product)
-            acc[n], count[n] = _gathered(x3[n], *s, product)
+            s = _gathered(product, x0[n], acc[n], count[n])
+            s = _gathered(product, x1[n], *s)
+            s = _gathered(product, x2[n], *s)
+            acc[n], count[n] = _gathered(product, x3[n], *s)
         k += 4
     for rest in range(k, t + 1):
         for n in range(x.shape[1]):
-            acc[n], count[n] = _gathered(x[rest, n], acc[n], count[n], product)
+            acc[n], count[n] = _gathered(product, x[rest, n], acc[n], count[n])
 
 
-@njit(**_JIT)
+@_jit
 def _accumulate(x, d, product):
     """Sum (or product) of the valid values of each window, oldest first."""
     rows, cols = x.shape
@@ -230,7 +229,7 @@ def ts_product(x: np.ndarray, d: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- moments
 
 
-@njit(**_JIT)
+@_jit
 def _summary(v, count, total, low, high):
     """A column's window summary updated with one value (skipped when NaN)."""
     valid = v == v
@@ -242,7 +241,7 @@ def _summary(v, count, total, low, high):
     )
 
 
-@njit(**_JIT)
+@_jit
 def _summarise(x, lo, t, count, total, low, high):
     """Per column: count, sum (oldest first), min and max of the valid values of rows lo..t.
 
@@ -268,7 +267,7 @@ def _summarise(x, lo, t, count, total, low, high):
             count[n], total[n], low[n], high[n] = _summary(x[rest, n], count[n], total[n], low[n], high[n])
 
 
-@njit(**_JIT)
+@_jit
 def _centre(count, total, low, high, mean, unit):
     """Window mean (exact when constant) and 1 / the largest deviation from it (0 when constant).
 
@@ -282,7 +281,7 @@ def _centre(count, total, low, high, mean, unit):
         unit[n] = 0.0 if constant else (1.0 / min(max(spread, 1e-300), 1e300) if count[n] > 0 else np.nan)
 
 
-@njit(**_JIT)
+@_jit
 def _powers(v, mean, unit, order, s2, s3, s4):
     """A column's sums of u**2 .. u**order updated with one value (u = 0 when v is NaN)."""
     u = (v - mean) * unit if v == v else 0.0
@@ -290,7 +289,7 @@ def _powers(v, mean, unit, order, s2, s3, s4):
     return s2 + u2, s3 + u2 * u if order >= 3 else s3, s4 + u2 * u2 if order >= 4 else s4
 
 
-@njit(**_JIT)
+@_jit
 def _central_sums(x, lo, t, mean, unit, order, s2, s3, s4):
     """Per column: sums of u**2 .. u**order, u = (value - mean) * unit, over the valid values.
 
@@ -315,7 +314,7 @@ def _central_sums(x, lo, t, mean, unit, order, s2, s3, s4):
             s2[n], s3[n], s4[n] = _powers(x[rest, n], mean[n], unit[n], order, s2[n], s3[n], s4[n])
 
 
-@njit(**_JIT)
+@_jit
 def _finish(stat, today, count, mean, unit, s2, s3, s4):
     """One statistic from the centred sums of a window (see `_central_sums`).
 
@@ -345,12 +344,12 @@ def _finish(stat, today, count, mean, unit, s2, s3, s4):
     return np.nan if count < 2 else value
 
 
-@njit(**_JIT)
+@_jit
 def _finish_at(stat, n, today, count, mean, unit, s2, s3, s4):
     return _finish(stat, today[n], count[n], mean[n], unit[n], s2[n], s3[n], s4[n])
 
 
-@njit(**_JIT)
+@_jit
 def _finish_row(stat, today, count, mean, unit, s2, s3, s4, out):
     """`_finish` for every column, one loop per statistic: with `stat` a constant in each loop,
     the branches on it fold away and the loop vectorises."""
@@ -378,7 +377,7 @@ def _finish_row(stat, today, count, mean, unit, s2, s3, s4, out):
             out[n] = _finish_at(_KURT, n, *row)
 
 
-@njit(**_JIT)
+@_jit
 def _moment_stat(x, d, stat):
     if stat == _MEAN:
         order = 1
@@ -444,7 +443,7 @@ def ts_kurt(x: np.ndarray, d: int) -> np.ndarray:
 # -------------------------------------------------------------------------------- extremes
 
 
-@njit(**_JIT)
+@_jit
 def _beats(v, at, best, best_at, largest):
     """Whether v (row `at`) beats best (row best_at): larger (smaller), or equal and from a later row.
 
@@ -454,14 +453,14 @@ def _beats(v, at, best, best_at, largest):
     return more | ((v == best) & (at > best_at))
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_output(best, where, t, d, position):
     """The output at row t for a window whose extreme is best at row `where` (-1: no valid value)."""
     value = d - (t - where) if position else _finite(best)
     return value if where >= 0 else np.nan
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_scan(x, d, largest, position):
     """_extreme by scanning each window from its oldest row to today: O(d) per output."""
     rows, cols = x.shape
@@ -482,7 +481,7 @@ def _extreme_scan(x, d, largest, position):
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_blocks(x, d, largest, position):
     """_extreme by van Herk / Gil-Werman over blocks of d rows from row 0: O(1) per output.
 
@@ -568,13 +567,13 @@ def ts_argmax(x: np.ndarray, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------- ranks and medians
 
 
-@njit(**_JIT)
+@_jit
 def _rank_counts(v, today, count, below, equal):
     """A column's window counts (valid, below today, equal to today) updated with one value."""
     return count + np.int64(v == v), below + np.int64(v < today), equal + np.int64(v == today)
 
 
-@njit(**_JIT)
+@_jit
 def _ts_rank(x, d):
     """Today's average-tie percentile among the window's valid values. Four rows at a time, so
     that each column's counts are loaded and stored once per four; integer counts, because they
@@ -617,7 +616,7 @@ def ts_rank(x: np.ndarray, d: int) -> np.ndarray:
     return _ts_rank(x, _window(d))
 
 
-@njit(**_JIT)
+@_jit
 def _ts_median(x, d):
     """Keeps each column's valid window values sorted: drop the row leaving, insert the new one.
 
@@ -653,7 +652,7 @@ def ts_median(x: np.ndarray, d: int) -> np.ndarray:
 # ----------------------------------------------------------------------- weighted and trend
 
 
-@njit(**_JIT)
+@_jit
 def _decay_linear(x, d):
     """Weighted mean of each window's valid values: weight d for today down to 1 for the oldest."""
     rows, cols = x.shape
@@ -684,7 +683,7 @@ def decay_linear(x: np.ndarray, d: int) -> np.ndarray:
     return _decay_linear(x, _window(d))
 
 
-@njit(**_JIT)
+@_jit
 def _ts_slope(x, d):
     """OLS slope of the valid values on their row index (taken as the offset o = k - t from today).
 
@@ -739,7 +738,7 @@ def ts_slope(x: np.ndarray, d: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- pairs
 
 
-@njit(**_JIT)
+@_jit
 def _pair_summary(a, b, count, total_x, total_y, low_x, high_x, low_y, high_y):
     """A column's window summary updated with one row's pair (skipped unless both are valid)."""
     both = (a == a) & (b == b)
@@ -756,7 +755,7 @@ def _pair_summary(a, b, count, total_x, total_y, low_x, high_x, low_y, high_y):
     )
 
 
-@njit(**_JIT)
+@_jit
 def _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, high_y):
     """Per column: count, sums (oldest first), min and max of x and y over the rows lo..t where
     both are valid.
@@ -789,7 +788,7 @@ def _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, 
             count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n] = s
 
 
-@njit(**_JIT)
+@_jit
 def _pair_products(a, b, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     """Centred sums of squares and products updated with one row's pair (if both are valid)."""
     both = (a == a) & (b == b)
@@ -798,7 +797,7 @@ def _pair_products(a, b, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     return sxx + u * u, syy + v * v, sxy + u * v
 
 
-@njit(**_JIT)
+@_jit
 def _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     """Per column: sums of u*u, v*v and u*v over rows lo..t, u and v the centred, scaled pair.
 
@@ -827,7 +826,7 @@ def _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy
             sxx[n], syy[n], sxy[n] = s
 
 
-@njit(**_JIT)
+@_jit
 def _pair_stat(x, y, d, correlation):
     """Pearson correlation or sample covariance over the rows where both x and y are valid."""
     rows, cols = x.shape
