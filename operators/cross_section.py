@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from operators.finite import nan_if_inf
 from operators.registry import Arg, operator
 from operators.sorting import equal_run_end, prefix_run_end, sort_run
 
@@ -21,11 +22,6 @@ MIN_RESID_PAIRS = 3
 
 DENSE_CODE_LIMIT = 1 << 16
 """Integer group labels below this index the per-group accumulators directly; others are mapped."""
-
-
-@njit(cache=True, nogil=True)
-def _nan_if_inf(value: float) -> float:
-    return np.nan if np.isinf(value) else value
 
 
 @njit(cache=True, nogil=True)
@@ -203,7 +199,7 @@ def _demean(x: np.ndarray) -> np.ndarray:
                 count += 1
         mean = total / count if count else np.nan
         for n in range(n_cols):
-            out[t, n] = _nan_if_inf(x[t, n] - mean)
+            out[t, n] = nan_if_inf(x[t, n] - mean)
     return out
 
 
@@ -220,7 +216,7 @@ def _scale(x: np.ndarray, a: float) -> np.ndarray:
             scaled[:] = np.nan
             continue
         for n in range(cols):
-            scaled[n] = _nan_if_inf(values[n] * a / gross)
+            scaled[n] = nan_if_inf(values[n] * a / gross)
     return out
 
 
@@ -287,7 +283,7 @@ def _group_neutralize(x: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndar
             counts[code] += 1
         for n in members:
             code = int(codes[t, n])
-            out[t, n] = _nan_if_inf(x[t, n] - sums[code] / counts[code])
+            out[t, n] = nan_if_inf(x[t, n] - sums[code] / counts[code])
         for n in members:
             code = int(codes[t, n])
             sums[code] = 0.0

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from operators.finite import nan_if_inf
 from operators.registry import Arg, operator
 
 DIV_EPSILON = 1e-12
@@ -53,11 +54,6 @@ def _item_overload(values, i):
 
 
 @njit(cache=True, nogil=True)
-def _finite(value: float) -> float:
-    return np.nan if math.isinf(value) else value
-
-
-@njit(cache=True, nogil=True)
 def _is_nan(value: float) -> bool:
     return value != value
 
@@ -81,15 +77,15 @@ def _sign_of(x: float) -> float:
 @njit(cache=True, nogil=True)
 def _binary_value(op: int, x: float, y: float) -> float:
     if op == _ADD:
-        return _finite(x + y)
+        return nan_if_inf(x + y)
     if op == _SUB:
-        return _finite(x - y)
+        return nan_if_inf(x - y)
     if op == _MUL:
-        return _finite(x * y)
+        return nan_if_inf(x * y)
     if op == _DIV:
         if _is_nan(x) or _is_nan(y) or abs(y) < DIV_EPSILON:
             return np.nan
-        return _finite(x / y)
+        return nan_if_inf(x / y)
     if _is_nan(x) or _is_nan(y):
         return np.nan
     if op == _LT:
@@ -109,28 +105,28 @@ def _binary_value(op: int, x: float, y: float) -> float:
     if op == _OR:
         return _truth(x != 0.0 or y != 0.0)
     if op == _MAX:
-        return _finite(x if x >= y else y)
-    return _finite(x if x <= y else y)
+        return nan_if_inf(x if x >= y else y)
+    return nan_if_inf(x if x <= y else y)
 
 
 @njit(cache=True, nogil=True)
 def _unary_value(op: int, x: float) -> float:
     if op == _NEG:
-        return _finite(-x)
+        return nan_if_inf(-x)
     if op == _ABS:
-        return _finite(abs(x))
+        return nan_if_inf(abs(x))
     if op == _SIGN:
         return _sign_of(x)
     if op == _LOG:
-        return _finite(math.log(x)) if x > 0.0 else np.nan
+        return nan_if_inf(math.log(x)) if x > 0.0 else np.nan
     if op == _SLOG:
-        return _finite(_sign_of(x) * math.log1p(abs(x)))
+        return nan_if_inf(_sign_of(x) * math.log1p(abs(x)))
     if op == _SQRT:
-        return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
+        return nan_if_inf(math.sqrt(x)) if x >= 0.0 else np.nan
     if op == _INV:
         if _is_nan(x) or abs(x) < DIV_EPSILON:
             return np.nan
-        return _finite(1.0 / x)
+        return nan_if_inf(1.0 / x)
     return np.nan if _is_nan(x) else _truth(x == 0.0)
 
 
@@ -141,19 +137,19 @@ def _checked_value(op: int, x: float, e: float, raw: float) -> float:
     if _is_nan(x) or _is_nan(e):
         return np.nan
     if op == _SIGNED_POWER:
-        return _finite(_sign_of(x) * _finite(raw))
+        return nan_if_inf(_sign_of(x) * nan_if_inf(raw))
     if x == 0.0 and e < 0.0:
         return np.nan
     if x < 0.0 and e != np.floor(e):  # math.floor would go through int64 and overflow
         return np.nan
-    return _finite(raw)
+    return nan_if_inf(raw)
 
 
 @njit(cache=True, nogil=True)
 def _where_value(c: float, a: float, b: float) -> float:
     if _is_nan(c):
         return np.nan
-    return _finite(a if c != 0.0 else b)
+    return nan_if_inf(a if c != 0.0 else b)
 
 
 # --- loops: one per rule, so that each vectorises -----------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
+from operators.finite import finite_or_nan
 from operators.registry import Arg, KernelT, lag_lookback, operator, window_lookback
 from operators.sorting import insert_sorted, remove_sorted
 
@@ -98,12 +99,6 @@ def _window(d: int) -> int:
 
 
 @_jit
-def _finite(value: float) -> float:
-    """`value`, or NaN when it is inf."""
-    return value if math.isfinite(value) else np.nan
-
-
-@_jit
 def _window_start(t: int, d: int) -> int:
     return max(0, t - d + 1)
 
@@ -126,7 +121,7 @@ def _delay(x, d):
     for t in range(d, rows):
         before, shifted = x[t - d], out[t]
         for n in range(cols):
-            shifted[n] = _finite(before[n])
+            shifted[n] = finite_or_nan(before[n])
     return out
 
 
@@ -137,7 +132,7 @@ def _changed(now, before, relative):
         change = now / before - 1.0 if before != 0.0 else np.nan
     else:
         change = now - before
-    return change if math.isfinite(change) else np.nan
+    return finite_or_nan(change)
 
 
 @_jit
@@ -212,7 +207,7 @@ def _accumulate(x, d, product):
             _gather_rows(x, _window_start(t, d), t, acc, count, False)
         row = out[t]
         for n in range(cols):
-            row[n] = _finite(acc[n]) if count[n] > 0 else np.nan
+            row[n] = finite_or_nan(acc[n]) if count[n] > 0 else np.nan
     return out
 
 
@@ -322,24 +317,24 @@ def _finish(stat, today, count, mean, unit, s2, s3, s4):
     columns vectorises; `stat` is the same for the whole loop.
     """
     if stat == _MEAN:
-        return _finite(mean)
+        return finite_or_nan(mean)
     constant = unit == 0.0
     unit_std = math.sqrt(s2 / (count - 1.0))  # sample std in units of 1 / unit
     if stat == _STD or stat == _VAR:
         std = unit_std / unit
-        value = 0.0 if constant else _finite(std if stat == _STD else std * std)
+        value = 0.0 if constant else finite_or_nan(std if stat == _STD else std * std)
     elif stat == _CV:
-        value = (0.0 if constant else _finite(unit_std / unit / abs(mean))) if mean != 0.0 else np.nan
+        value = (0.0 if constant else finite_or_nan(unit_std / unit / abs(mean))) if mean != 0.0 else np.nan
     elif stat == _ZSCORE:
-        value = np.nan if constant else _finite((today - mean) * unit / unit_std)
+        value = np.nan if constant else finite_or_nan((today - mean) * unit / unit_std)
     elif stat == _SKEW:
         m2, m3 = s2 / count, s3 / count
-        skew = _finite(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
+        skew = finite_or_nan(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
         value = np.nan if constant | (count < 3) else skew
     else:
         m2, m4 = s2 / count, s4 / count
         excess = (count * count - 1.0) * m4 / (m2 * m2) - 3.0 * (count - 1.0) ** 2
-        kurt = _finite(excess / ((count - 2.0) * (count - 3.0)))
+        kurt = finite_or_nan(excess / ((count - 2.0) * (count - 3.0)))
         value = np.nan if constant | (count < 4) else kurt
     return np.nan if count < 2 else value
 
@@ -456,7 +451,7 @@ def _beats(v, at, best, best_at, largest):
 @_jit
 def _extreme_output(best, where, t, d, position):
     """The output at row t for a window whose extreme is best at row `where` (-1: no valid value)."""
-    value = d - (t - where) if position else _finite(best)
+    value = d - (t - where) if position else finite_or_nan(best)
     return value if where >= 0 else np.nan
 
 
@@ -638,9 +633,9 @@ def _ts_median(x, d):
             if m == 0:
                 out[t, n] = np.nan
             elif m % 2 == 1:
-                out[t, n] = _finite(window[n, m // 2])
+                out[t, n] = finite_or_nan(window[n, m // 2])
             else:
-                out[t, n] = _finite(0.5 * window[n, m // 2 - 1] + 0.5 * window[n, m // 2])
+                out[t, n] = finite_or_nan(0.5 * window[n, m // 2 - 1] + 0.5 * window[n, m // 2])
     return out
 
 
@@ -670,7 +665,7 @@ def _decay_linear(x, d):
                     weighted[n] += w * v
                     weights[n] += w
         for n in range(cols):
-            out[t, n] = _finite(weighted[n] / weights[n]) if weights[n] > 0 else np.nan
+            out[t, n] = finite_or_nan(weighted[n] / weights[n]) if weights[n] > 0 else np.nan
     return out
 
 
@@ -723,7 +718,7 @@ def _ts_slope(x, d):
                 mean_offset = so[n] / count[n]
                 sxx = soo[n] - so[n] * mean_offset
                 sxy = sou[n] - mean_offset * su[n]
-                out[t, n] = _finite(sxy / sxx / unit[n])
+                out[t, n] = finite_or_nan(sxy / sxx / unit[n])
     return out
 
 
@@ -853,7 +848,7 @@ def _pair_stat(x, y, d, correlation):
             for n in range(cols):
                 constant = (unit_x[n] == 0) | (unit_y[n] == 0)
                 smaller, larger = min(unit_x[n], unit_y[n]), max(unit_x[n], unit_y[n])
-                cov = _finite(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
+                cov = finite_or_nan(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
                 row[n] = np.nan if count[n] < 2 else (0.0 if constant else cov)
     return out
 
