@@ -1,4 +1,8 @@
-"""Scoring of factor panels: forward-return labels, metrics and GP fitness (arrays in, no miner)."""
+"""Scoring of factor panels: forward-return labels, metrics and GP fitness (arrays in, no miner).
+
+The metrics' numba kernels call those of `evaluation.ranking`, which call `operators.sorting`:
+see the `operators` package docstring on numba's cache after editing one of them.
+"""
 
 from evaluation.fitness import WORST_FITNESS, SurvivorThresholds, admit, icir_fitness
 from evaluation.labels import forward_returns, forward_returns_multi

@@ -1,6 +1,11 @@
 """The formula language's vocabulary: numeric kernels and the one operator registry.
 
 Importing this package declares every operator; `REGISTRY` then maps each name to its spec.
+
+Some numba kernels call helpers defined in another file (`operators.sorting`, `robust.is_flat`,
+`operators.finite`; `evaluation.ranking` calls `operators.sorting`). numba's on-disk cache
+does not notice when such a helper changes: after editing one, delete the `*.nbi` / `*.nbc` files
+under `operators/__pycache__` and `evaluation/__pycache__`, or its callers keep their old copy.
 """
 
 from operators import cross_section, elementwise, robust, spectral, timeseries  # noqa: F401  (declares)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from operators.finite import nan_if_inf
 from operators.registry import Arg, operator
+from operators.sorting import equal_run_end, prefix_run_end, sort_run
 
 FAMILY = "cross_section"
 
@@ -20,11 +22,6 @@ MIN_RESID_PAIRS = 3
 
 DENSE_CODE_LIMIT = 1 << 16
 """Integer group labels below this index the per-group accumulators directly; others are mapped."""
-
-
-@njit(cache=True, nogil=True)
-def _nan_if_inf(value: float) -> float:
-    return np.nan if np.isinf(value) else value
 
 
 @njit(cache=True, nogil=True)
@@ -56,8 +53,6 @@ def _zscores(values: np.ndarray) -> np.ndarray:
 
 _MAGNITUDE_BITS = np.uint64(0x7FFFFFFFFFFFFFFF)
 _ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
-_SMALL_BUCKET = 32
-"""Values sharing a sort key are ordered by insertion sort up to this many, else by merge sort."""
 
 
 @njit(cache=True, nogil=True)
@@ -111,23 +106,6 @@ def _fill_rank_keys(x, raw, keys, index_bits):
 
 
 @njit(cache=True, nogil=True)
-def _order_bucket(values: np.ndarray, columns: np.ndarray, size: int) -> None:
-    """Sort values[:size] ascending, moving columns[:size] along."""
-    if size > _SMALL_BUCKET:
-        order = np.argsort(values[:size], kind="mergesort")
-        values[:size] = values[:size][order]
-        columns[:size] = columns[:size][order]
-        return
-    for a in range(1, size):
-        value, column = values[a], columns[a]
-        b = a
-        while b > 0 and values[b - 1] > value:
-            values[b], columns[b] = values[b - 1], columns[b - 1]
-            b -= 1
-        values[b], columns[b] = value, column
-
-
-@njit(cache=True, nogil=True)
 def _rank_bucket(row_keys, first, end, index_bits, x_row, out_row, values, columns):
     """Doubled average ranks of the values whose keys are row_keys[first:end] (one bucket)."""
     column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
@@ -141,25 +119,13 @@ def _rank_bucket(row_keys, first, end, index_bits, x_row, out_row, values, colum
         for a in range(size):
             out_row[columns[a]] = first + end + 1.0
         return
-    _order_bucket(values, columns, size)
+    sort_run(values, columns, 0, size)
     lo = 0
     while lo < size:
-        hi = lo
-        while hi + 1 < size and values[hi + 1] == values[lo]:
-            hi += 1
-        for a in range(lo, hi + 1):
-            out_row[columns[a]] = 2 * first + lo + hi + 2
-        lo = hi + 1
-
-
-@njit(cache=True, nogil=True)
-def _bucket_end(row_keys, first, count, index_bits):
-    """The end of the run of sorted keys from ``first`` that share its value bucket."""
-    bucket = row_keys[first] >> index_bits
-    end = first + 1
-    while end < count and row_keys[end] >> index_bits == bucket:
-        end += 1
-    return end
+        hi = equal_run_end(values, lo, size)
+        for a in range(lo, hi):
+            out_row[columns[a]] = 2 * first + lo + hi + 1  # the run's first and last rank, summed
+        lo = hi
 
 
 @njit(cache=True, nogil=True)
@@ -178,7 +144,7 @@ def _ranks_from_sorted_keys(x, keys, counts, index_bits):
         count = counts[t]
         first = 0
         while first < count:
-            end = _bucket_end(row_keys, first, count, index_bits)
+            end = prefix_run_end(row_keys, first, count, index_bits)
             if end - first == 1:
                 out_row[row_keys[first] & column_mask] = 2.0 * first + 2.0
             else:
@@ -233,7 +199,7 @@ def _demean(x: np.ndarray) -> np.ndarray:
                 count += 1
         mean = total / count if count else np.nan
         for n in range(n_cols):
-            out[t, n] = _nan_if_inf(x[t, n] - mean)
+            out[t, n] = nan_if_inf(x[t, n] - mean)
     return out
 
 
@@ -250,7 +216,7 @@ def _scale(x: np.ndarray, a: float) -> np.ndarray:
             scaled[:] = np.nan
             continue
         for n in range(cols):
-            scaled[n] = _nan_if_inf(values[n] * a / gross)
+            scaled[n] = nan_if_inf(values[n] * a / gross)
     return out
 
 
@@ -317,7 +283,7 @@ def _group_neutralize(x: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndar
             counts[code] += 1
         for n in members:
             code = int(codes[t, n])
-            out[t, n] = _nan_if_inf(x[t, n] - sums[code] / counts[code])
+            out[t, n] = nan_if_inf(x[t, n] - sums[code] / counts[code])
         for n in members:
             code = int(codes[t, n])
             sums[code] = 0.0
@@ -367,14 +333,14 @@ def _value_order(row_keys, count, index_bits, x_row, values, columns, order):
     column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
     first = 0
     while first < count:
-        end = _bucket_end(row_keys, first, count, index_bits)
+        end = prefix_run_end(row_keys, first, count, index_bits)
         if end - first == 1:
             order[first] = row_keys[first] & column_mask
         else:
             for a in range(end - first):
                 columns[a] = row_keys[first + a] & column_mask
                 values[a] = x_row[columns[a]]
-            _order_bucket(values, columns, end - first)
+            sort_run(values, columns, 0, end - first)
             for a in range(end - first):
                 order[first + a] = columns[a]
         first = end
@@ -399,22 +365,21 @@ def _group_rank(x, keys, counts, index_bits, codes, n_codes):
             code = codes[t, order[k]]
             if not np.isnan(code):
                 order[size] = order[k]
+                values[size] = x[t, order[k]]
                 group[size] = int(code)
                 totals[group[size]] += 1
                 size += 1
         first = 0
         while first < size:
-            last = first
-            while last + 1 < size and x[t, order[last + 1]] == x[t, order[first]]:
-                last += 1
-            for k in range(first, last + 1):
+            end = equal_run_end(values, first, size)
+            for k in range(first, end):
                 ties[group[k]] += 1
-            for k in range(first, last + 1):
+            for k in range(first, end):
                 out[t, order[k]] = (below[group[k]] + (ties[group[k]] + 1) / 2.0) / totals[group[k]]
-            for k in range(first, last + 1):
+            for k in range(first, end):
                 below[group[k]] += 1
                 ties[group[k]] = 0
-            first = last + 1
+            first = end
         for k in range(size):
             totals[group[k]] = below[group[k]] = 0
     return out

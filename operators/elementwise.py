@@ -5,8 +5,8 @@ applied by a numba loop over flat arrays. A SERIES argument may also be a plain 
 (`close - 1`): a number stands for every cell, panels of different shapes broadcast, and a call on
 numbers alone returns a Python float. The loop functions hold one loop per operator, so that in
 each the rule is a constant and the loop vectorises; they are plain jitted functions, which load
-from numba's cache in milliseconds (a numba ufunc compiles its wrapper anew in every process,
-~50 ms each, and every scoring worker would pay that).
+from numba's cache in milliseconds (a numba ufunc compiles its wrapper anew in every process, a
+cost every scoring worker would pay for every operator).
 No result is ever infinite: an infinite or undefined value is NaN, and a NaN input gives NaN
 (except `where`, whose unchosen branch does not matter). Comparisons and logic return 1.0 / 0.0;
 a number is true when it is non-zero.
@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from operators.finite import nan_if_inf
 from operators.registry import Arg, operator
 
 DIV_EPSILON = 1e-12
@@ -28,8 +29,6 @@ DIV_EPSILON = 1e-12
 FAMILY = "elementwise"
 
 Operand = np.ndarray | float
-
-_JIT = {"cache": True, "nogil": True}
 
 _ADD, _SUB, _MUL, _DIV, _LT, _LE, _GT, _GE, _EQ, _NE, _AND, _OR, _MAX, _MIN = range(14)
 _NEG, _ABS, _SIGN, _LOG, _SLOG, _SQRT, _INV, _NOT = range(8)
@@ -54,22 +53,17 @@ def _item_overload(values, i):
     return lambda values, i: values
 
 
-@njit(**_JIT)
-def _finite(value: float) -> float:
-    return np.nan if math.isinf(value) else value
-
-
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _is_nan(value: float) -> bool:
     return value != value
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _truth(flag: bool) -> float:
     return 1.0 if flag else 0.0
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _sign_of(x: float) -> float:
     if _is_nan(x):
         return np.nan
@@ -80,18 +74,18 @@ def _sign_of(x: float) -> float:
     return 0.0
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _binary_value(op: int, x: float, y: float) -> float:
     if op == _ADD:
-        return _finite(x + y)
+        return nan_if_inf(x + y)
     if op == _SUB:
-        return _finite(x - y)
+        return nan_if_inf(x - y)
     if op == _MUL:
-        return _finite(x * y)
+        return nan_if_inf(x * y)
     if op == _DIV:
         if _is_nan(x) or _is_nan(y) or abs(y) < DIV_EPSILON:
             return np.nan
-        return _finite(x / y)
+        return nan_if_inf(x / y)
     if _is_nan(x) or _is_nan(y):
         return np.nan
     if op == _LT:
@@ -111,57 +105,57 @@ def _binary_value(op: int, x: float, y: float) -> float:
     if op == _OR:
         return _truth(x != 0.0 or y != 0.0)
     if op == _MAX:
-        return _finite(x if x >= y else y)
-    return _finite(x if x <= y else y)
+        return nan_if_inf(x if x >= y else y)
+    return nan_if_inf(x if x <= y else y)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _unary_value(op: int, x: float) -> float:
     if op == _NEG:
-        return _finite(-x)
+        return nan_if_inf(-x)
     if op == _ABS:
-        return _finite(abs(x))
+        return nan_if_inf(abs(x))
     if op == _SIGN:
         return _sign_of(x)
     if op == _LOG:
-        return _finite(math.log(x)) if x > 0.0 else np.nan
+        return nan_if_inf(math.log(x)) if x > 0.0 else np.nan
     if op == _SLOG:
-        return _finite(_sign_of(x) * math.log1p(abs(x)))
+        return nan_if_inf(_sign_of(x) * math.log1p(abs(x)))
     if op == _SQRT:
-        return _finite(math.sqrt(x)) if x >= 0.0 else np.nan
+        return nan_if_inf(math.sqrt(x)) if x >= 0.0 else np.nan
     if op == _INV:
         if _is_nan(x) or abs(x) < DIV_EPSILON:
             return np.nan
-        return _finite(1.0 / x)
+        return nan_if_inf(1.0 / x)
     return np.nan if _is_nan(x) else _truth(x == 0.0)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _checked_value(op: int, x: float, e: float, raw: float) -> float:
     """x ** e (`_POWER`) or sign(x) * |x| ** e (`_SIGNED_POWER`), given raw = x ** e or |x| ** e
     computed by numpy; NaN where undefined or infinite."""
     if _is_nan(x) or _is_nan(e):
         return np.nan
     if op == _SIGNED_POWER:
-        return _finite(_sign_of(x) * _finite(raw))
+        return nan_if_inf(_sign_of(x) * nan_if_inf(raw))
     if x == 0.0 and e < 0.0:
         return np.nan
     if x < 0.0 and e != np.floor(e):  # math.floor would go through int64 and overflow
         return np.nan
-    return _finite(raw)
+    return nan_if_inf(raw)
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _where_value(c: float, a: float, b: float) -> float:
     if _is_nan(c):
         return np.nan
-    return _finite(a if c != 0.0 else b)
+    return nan_if_inf(a if c != 0.0 else b)
 
 
 # --- loops: one per rule, so that each vectorises -----------------------------------------
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _binary_loop(op, x, y, out):
     """out[i] = op(x[i], y[i]) over flat arrays (a number stands for every i)."""
     n = out.size
@@ -209,7 +203,7 @@ def _binary_loop(op, x, y, out):
             out[i] = _binary_value(_MIN, _item(x, i), _item(y, i))
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _unary_loop(op, x, out):
     """out[i] = op(x[i]) over flat arrays."""
     n = out.size
@@ -239,7 +233,7 @@ def _unary_loop(op, x, out):
             out[i] = _unary_value(_NOT, x[i])
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _checked_loop(op, x, e, raw, out):
     """out[i] = `_checked_value`(op, x[i], e[i], raw[i]) over flat arrays (e may be a number);
     raw None means e is 2 and raw[i] is x[i] * x[i], squared here without a numpy pass."""
@@ -258,7 +252,7 @@ def _checked_loop(op, x, e, raw, out):
             out[i] = _checked_value(_SIGNED_POWER, x[i], _item(e, i), raw[i])
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _where_loop(c, a, b, out):
     """out[i] = `_where_value`(c[i], a[i], b[i]) over flat arrays (a number stands for every i)."""
     for i in range(out.size):
@@ -470,7 +464,7 @@ def minimum(x: Operand, y: Operand) -> Operand:
     doc="a where c is non-zero, b where c is zero, NaN where c is NaN",
 )
 def where(c: Operand, a: Operand, b: Operand) -> Operand:
-    flat, shape = _flat_operands(c, a, b)
+    (flat_c, flat_a, flat_b), shape = _flat_operands(c, a, b)
     out = np.empty(math.prod(shape))
-    _where_loop(*flat, out)
+    _where_loop(flat_c, flat_a, flat_b, out)
     return _result(out, shape)

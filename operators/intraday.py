@@ -97,11 +97,11 @@ def buy_sell_volume(
     buy = volume * share, sell = volume - buy (so buy + sell == volume up to rounding).
     Both are NaN where any of the five inputs is NaN.
     """
-    arrays = [np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)]
-    shape = arrays[-1].shape
-    if any(a.shape != shape for a in arrays):
-        raise ValueError(f"buy_sell_volume needs equal shapes, got {[a.shape for a in arrays]}")
+    o, h, lo, c, v = (np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
+    shape = v.shape
+    if any(a.shape != shape for a in (o, h, lo, c)):
+        raise ValueError(f"buy_sell_volume needs equal shapes, got {[a.shape for a in (o, h, lo, c, v)]}")
     buy = np.empty(shape)
     sell = np.empty(shape)
-    _buy_sell_volume(*arrays, buy, sell)
+    _buy_sell_volume(o, h, lo, c, v, buy, sell)
     return buy, sell

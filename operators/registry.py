@@ -16,7 +16,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 
 class Kind(enum.Enum):
@@ -77,6 +77,9 @@ class Arg:
 
 
 LookbackRule = Callable[[Mapping[str, float]], int]
+
+KernelT = TypeVar("KernelT", bound=Callable[..., Any])
+"""A kernel's own type: declaring it leaves its signature as it is."""
 
 
 def no_lookback(literals: Mapping[str, float]) -> int:
@@ -149,10 +152,10 @@ def operator(
     commutative: bool = False,
     infix: str | None = None,
     aliases: tuple[str, ...] = (),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[KernelT], KernelT]:
     """Declare `name` with the decorated kernel; a second declaration is an error."""
 
-    def decorate(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(kernel: KernelT) -> KernelT:
         spec = Operator(
             name=name,
             kernel=kernel,

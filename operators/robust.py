@@ -1,9 +1,10 @@
 """Robust operators: clip outliers to a median +- k * MAD band.
 
 The band is median +- k * 1.4826 * MAD, where MAD is the median absolute deviation from the
-median (1.4826 makes it a standard deviation for normal data). When the MAD is about zero
-(<= 1e-12 * max(1, |median|)) the values are left as they are: a flat reference set says
-nothing about what an outlier is.
+median (1.4826 makes it a standard deviation for normal data). When the reference values are
+flat (`is_flat`: MAD <= 1e-12 * |median|) they are left as they are: a flat reference set says
+nothing about what an outlier is. The spectral operators' despike (`operators.spectral`) keeps
+the same rule, for the MAD and for the IQR.
 
 Both operators work on the reference values in sorted order (`cs_mad_winsorize` sorts each
 date with numpy, much faster than a sort inside numba). `ts_mad_despike` keeps each
@@ -19,19 +20,35 @@ import numpy as np
 from numba import njit
 
 from operators.registry import Arg, operator, window_lookback
+from operators.sorting import insert_sorted, remove_sorted
 
 FAMILY = "robust"
 
 MAD_TO_SIGMA = 1.4826
 """Scales a MAD to the standard deviation of normally distributed data."""
 
-FLAT_MAD_TOLERANCE = 1e-12
-"""A MAD <= FLAT_MAD_TOLERANCE * max(1, |median|) counts as zero: nothing is clipped."""
+FLAT_SPREAD_TOLERANCE = 1e-12
+"""A spread (MAD or IQR) <= FLAT_SPREAD_TOLERANCE * |median| counts as zero: nothing is clipped."""
+
+
+@njit(cache=True, nogil=True)
+def is_flat(spread: float, median: float) -> bool:
+    """Whether values with this spread (MAD or IQR) about this median are flat: nothing to clip.
+
+    The tolerance is relative to the median, so that a despike does not depend on units: c * x
+    has c times the spread and the median of x, and is clipped where x is (a spread of 1e-9 is
+    rounding residue around 1e6, not around 1e-15). A median of exactly 0 gives no level to be
+    relative to, so there only a zero spread is flat: a tiny positive MAD is the values' real
+    spread in their own units. An absolute floor (a tolerance of 1e-12 * max(1, |median|)) would
+    leave data in small units unclipped where the same data in larger units are clipped. A NaN
+    spread (values reaching inf) counts as flat.
+    """
+    return not spread > FLAT_SPREAD_TOLERANCE * abs(median)
 
 
 @njit(cache=True, nogil=True)
 def _mad_band(ordered: np.ndarray, k: float) -> tuple[float, float]:
-    """(low, high) clipping bounds of sorted NaN-free values; (-inf, inf) when MAD is about 0.
+    """(low, high) clipping bounds of sorted NaN-free values; (-inf, inf) when they are flat.
 
     The deviations |v - median| grow outwards from the middle of the sorted values, so the
     middle of them is found by walking out from the centre, taking the smaller side each step.
@@ -53,7 +70,7 @@ def _mad_band(ordered: np.ndarray, k: float) -> tuple[float, float]:
             current = ordered[right] - median
             right += 1
     mad = current if count % 2 else (previous + current) / 2.0
-    if not mad > FLAT_MAD_TOLERANCE * max(1.0, abs(median)):
+    if is_flat(mad, median):
         return -np.inf, np.inf
     half_width = k * MAD_TO_SIGMA * mad
     return median - half_width, median + half_width
@@ -69,25 +86,6 @@ def _clip(value: float, low: float, high: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _insert_sorted(ordered: np.ndarray, count: int, value: float) -> int:
-    """Insert `value` into the sorted ordered[:count]; returns the new count."""
-    position = np.searchsorted(ordered[:count], value)
-    for i in range(count, position, -1):
-        ordered[i] = ordered[i - 1]
-    ordered[position] = value
-    return count + 1
-
-
-@njit(cache=True, nogil=True)
-def _remove_sorted(ordered: np.ndarray, count: int, value: float) -> int:
-    """Remove one copy of `value` (present) from the sorted ordered[:count]; returns the count."""
-    position = np.searchsorted(ordered[:count], value)
-    for i in range(position, count - 1):
-        ordered[i] = ordered[i + 1]
-    return count - 1
-
-
-@njit(cache=True, nogil=True)
 def _ts_mad_despike(x: np.ndarray, d: int, k: float) -> np.ndarray:
     n_rows, n_cols = x.shape
     out = np.full((n_rows, n_cols), np.nan)
@@ -96,11 +94,11 @@ def _ts_mad_despike(x: np.ndarray, d: int, k: float) -> np.ndarray:
     for t in range(n_rows):
         for n in range(n_cols):
             if t >= d and not np.isnan(x[t - d, n]):
-                counts[n] = _remove_sorted(windows[n], counts[n], x[t - d, n] + 0.0)
+                counts[n] = remove_sorted(windows[n], counts[n], x[t - d, n] + 0.0)
             today = x[t, n]
             if np.isnan(today):
                 continue
-            counts[n] = _insert_sorted(windows[n], counts[n], today + 0.0)
+            counts[n] = insert_sorted(windows[n], counts[n], today + 0.0)
             low, high = _mad_band(windows[n, : counts[n]], k)
             out[t, n] = _clip(today, low, high)
     return out

@@ -4,8 +4,9 @@ The reference computation (spectral issue), for one (day, instrument) series x o
 slots, missing minutes (NaN, or any non-finite value) being gaps:
 
 1. despike: clip x to median +- 3 * 1.4826 * MAD over the valid minutes (IQR variant:
-   [Q1 - 1.5 IQR, Q3 + 1.5 IQR], numpy's linear quantiles); no clipping when the spread
-   (MAD or IQR) is ~0, i.e. <= 1e-12 * |median|;
+   [Q1 - 1.5 IQR, Q3 + 1.5 IQR], numpy's linear quantiles); no clipping when the minutes are
+   flat, i.e. the spread (MAD or IQR) is <= 1e-12 * |median| (`robust.is_flat`, the rule of
+   the robust operators);
 2. demean with the mean of the valid (clipped) minutes; then fill the missing minutes with 0
    (a gap contributes no energy, and filling after demeaning keeps it from acting as a level);
 3. multiply by a symmetric Hann window of M points (`np.hanning(M)`, over the whole session
@@ -37,13 +38,12 @@ import numpy as np
 from numba import njit
 
 from operators.registry import Arg, operator, window_lookback
+from operators.robust import MAD_TO_SIGMA, is_flat
 
 MIN_VALID = 10
 PAD_TO = 256
 MAD_K = 3.0
-MAD_SCALE = 1.4826
 IQR_K = 1.5
-SPREAD_TOL = 1e-12
 FLAT_TOL = 1e-20
 KURTOSIS_TOL = np.finfo(np.float64).resolution
 COHERENCE_NPERSEG = 64
@@ -148,13 +148,13 @@ def _clip_bounds(scratch: np.ndarray, m: int, clip: int) -> tuple[float, float, 
         q1 = _quantile_sorted(scratch, m, 0.25)
         q3 = _quantile_sorted(scratch, m, 0.75)
         spread = q3 - q1
-        return q1 - IQR_K * spread, q3 + IQR_K * spread, spread > SPREAD_TOL * abs(median)
+        return q1 - IQR_K * spread, q3 + IQR_K * spread, not is_flat(spread, median)
     median = _median(scratch, m)
     for j in range(m):
         scratch[j] = abs(scratch[j] - median)
     mad = _median(scratch, m)
-    reach = MAD_K * MAD_SCALE * mad
-    return median - reach, median + reach, mad > SPREAD_TOL * abs(median)
+    reach = MAD_K * MAD_TO_SIGMA * mad
+    return median - reach, median + reach, not is_flat(mad, median)
 
 
 @njit(cache=True, nogil=True)

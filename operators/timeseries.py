@@ -29,22 +29,24 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from operators.registry import Arg, lag_lookback, operator, window_lookback
+from operators.finite import finite_or_nan
+from operators.registry import Arg, KernelT, lag_lookback, operator, window_lookback
+from operators.sorting import insert_sorted, remove_sorted
 
 FAMILY = "timeseries"
-Kernel = Callable[..., np.ndarray]
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 is inf or NaN, no raise
+_jit = njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, no raise
 
 # what `_moment_stat` returns
 _MEAN, _STD, _VAR, _ZSCORE, _CV, _SKEW, _KURT = range(7)
 
-# the extremes scan windows shorter than this and use blocks from here on, where blocks are faster
-# (on a (853, 505) panel: 0.41 vs 0.46 ms at d = 4, 0.49 vs 0.45 ms at d = 5, 4.5 vs 0.46 ms at 60)
+# the extremes scan windows shorter than this and use blocks from here on: a scan costs O(d) per
+# output, blocks O(1) but with a fixed overhead (two passes and a stored suffix per block) that only
+# pays from about this window on (benchmarks/README.md has the measurements)
 _BLOCKS_FROM = 5
 
 
-def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _rolling(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare a trailing-window operator name(x, d)."""
     return operator(
         name,
@@ -56,7 +58,7 @@ def _rolling(name: str, doc: str) -> Callable[[Kernel], Kernel]:
     )
 
 
-def _pairwise(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _pairwise(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare a symmetric trailing-window operator name(x, y, d)."""
     return operator(
         name,
@@ -70,7 +72,7 @@ def _pairwise(name: str, doc: str) -> Callable[[Kernel], Kernel]:
     )
 
 
-def _shifted(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+def _shifted(name: str, doc: str) -> Callable[[KernelT], KernelT]:
     """Declare an operator name(x, d) of today's value and the value d rows ago."""
     return operator(
         name,
@@ -96,13 +98,7 @@ def _window(d: int) -> int:
     return int(d)
 
 
-@njit(**_JIT)
-def _finite(value: float) -> float:
-    """`value`, or NaN when it is inf."""
-    return value if math.isfinite(value) else np.nan
-
-
-@njit(**_JIT)
+@_jit
 def _window_start(t: int, d: int) -> int:
     return max(0, t - d + 1)
 
@@ -110,7 +106,7 @@ def _window_start(t: int, d: int) -> int:
 # --------------------------------------------------------------------------------------- shifts
 
 
-@njit(**_JIT)
+@_jit
 def _nan_head(rows, cols, d):
     """An uninitialised (rows, cols) panel whose first d rows (no row d above them) are NaN."""
     out = np.empty((rows, cols))
@@ -118,52 +114,36 @@ def _nan_head(rows, cols, d):
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _delay(x, d):
     rows, cols = x.shape
     out = _nan_head(rows, cols, d)
     for t in range(d, rows):
         before, shifted = x[t - d], out[t]
         for n in range(cols):
-            shifted[n] = _finite(before[n])
+            shifted[n] = finite_or_nan(before[n])
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _changed(now, before, relative):
     """now - before, or now / before - 1 (NaN where before is 0) when `relative`; never inf."""
     if relative:
         change = now / before - 1.0 if before != 0.0 else np.nan
     else:
         change = now - before
-    return change if math.isfinite(change) else np.nan
+    return finite_or_nan(change)
 
 
-@njit(**_JIT)
+@_jit
 def _change(x, d, relative):
-    """x - delay(x, d), or x / delay(x, d) - 1 when `relative`.
-
-    Rows are visited d apart (r, r + d, r + 2d, ..., then r + 1, ...), four at a time: each row
-    read is `now` for one output and `before` for the next, so every row is read only once.
-    """
+    """x - delay(x, d), or x / delay(x, d) - 1 when `relative`."""
     rows, cols = x.shape
     out = _nan_head(rows, cols, d)
-    step = max(d, 1)
-    for first in range(d, min(d + step, rows)):
-        t = first
-        while d > 0 and t + 3 * d < rows:
-            x0, x1, x2, x3, x4 = x[t - d], x[t], x[t + d], x[t + 2 * d], x[t + 3 * d]
-            out1, out2, out3, out4 = out[t], out[t + d], out[t + 2 * d], out[t + 3 * d]
-            for n in range(cols):
-                out1[n] = _changed(x1[n], x0[n], relative)
-                out2[n] = _changed(x2[n], x1[n], relative)
-                out3[n] = _changed(x3[n], x2[n], relative)
-                out4[n] = _changed(x4[n], x3[n], relative)
-            t += 4 * d
-        for last in range(t, rows, step):  # the chain's last rows; every row when d is 0
-            before, now, out_now = x[last - d], x[last], out[last]
-            for n in range(cols):
-                out_now[n] = _changed(now[n], before[n], relative)
+    for t in range(d, rows):
+        before, now, changed = x[t - d], x[t], out[t]
+        for n in range(cols):
+            changed[n] = _changed(now[n], before[n], relative)
     return out
 
 
@@ -185,15 +165,15 @@ def pct_change(x: np.ndarray, d: int) -> np.ndarray:
 # ------------------------------------------------------------------------- sums and products
 
 
-@njit(**_JIT)
-def _gathered(v, acc, count, product):
+@_jit
+def _gathered(product, v, acc, count):
     """A column's window sum (or product) and count of valid values, updated with one value."""
     valid = v == v
     grown = acc * v if product else acc + v
     return grown if valid else acc, count + np.int64(valid)
 
 
-@njit(**_JIT)
+@_jit
 def _gather_rows(x, lo, t, acc, count, product):
     """Per column: `_gathered` over rows lo..t, oldest first; four rows at a time, so that each
     column's accumulators are loaded and stored once per four."""
@@ -201,17 +181,17 @@ def _gather_rows(x, lo, t, acc, count, product):
     while k + 3 <= t:
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         for n in range(x.shape[1]):
-            s = _gathered(x0[n], acc[n], count[n], product)
-            s = _gathered(x1[n], *s, product)
-            s = _gathered(x2[n], *s, product)
-            acc[n], count[n] = _gathered(x3[n], *s, product)
+            s = _gathered(product, x0[n], acc[n], count[n])
+            s = _gathered(product, x1[n], *s)
+            s = _gathered(product, x2[n], *s)
+            acc[n], count[n] = _gathered(product, x3[n], *s)
         k += 4
     for rest in range(k, t + 1):
         for n in range(x.shape[1]):
-            acc[n], count[n] = _gathered(x[rest, n], acc[n], count[n], product)
+            acc[n], count[n] = _gathered(product, x[rest, n], acc[n], count[n])
 
 
-@njit(**_JIT)
+@_jit
 def _accumulate(x, d, product):
     """Sum (or product) of the valid values of each window, oldest first."""
     rows, cols = x.shape
@@ -227,7 +207,7 @@ def _accumulate(x, d, product):
             _gather_rows(x, _window_start(t, d), t, acc, count, False)
         row = out[t]
         for n in range(cols):
-            row[n] = _finite(acc[n]) if count[n] > 0 else np.nan
+            row[n] = finite_or_nan(acc[n]) if count[n] > 0 else np.nan
     return out
 
 
@@ -244,7 +224,7 @@ def ts_product(x: np.ndarray, d: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- moments
 
 
-@njit(**_JIT)
+@_jit
 def _summary(v, count, total, low, high):
     """A column's window summary updated with one value (skipped when NaN)."""
     valid = v == v
@@ -256,7 +236,7 @@ def _summary(v, count, total, low, high):
     )
 
 
-@njit(**_JIT)
+@_jit
 def _summarise(x, lo, t, count, total, low, high):
     """Per column: count, sum (oldest first), min and max of the valid values of rows lo..t.
 
@@ -282,7 +262,7 @@ def _summarise(x, lo, t, count, total, low, high):
             count[n], total[n], low[n], high[n] = _summary(x[rest, n], count[n], total[n], low[n], high[n])
 
 
-@njit(**_JIT)
+@_jit
 def _centre(count, total, low, high, mean, unit):
     """Window mean (exact when constant) and 1 / the largest deviation from it (0 when constant).
 
@@ -296,7 +276,7 @@ def _centre(count, total, low, high, mean, unit):
         unit[n] = 0.0 if constant else (1.0 / min(max(spread, 1e-300), 1e300) if count[n] > 0 else np.nan)
 
 
-@njit(**_JIT)
+@_jit
 def _powers(v, mean, unit, order, s2, s3, s4):
     """A column's sums of u**2 .. u**order updated with one value (u = 0 when v is NaN)."""
     u = (v - mean) * unit if v == v else 0.0
@@ -304,7 +284,7 @@ def _powers(v, mean, unit, order, s2, s3, s4):
     return s2 + u2, s3 + u2 * u if order >= 3 else s3, s4 + u2 * u2 if order >= 4 else s4
 
 
-@njit(**_JIT)
+@_jit
 def _central_sums(x, lo, t, mean, unit, order, s2, s3, s4):
     """Per column: sums of u**2 .. u**order, u = (value - mean) * unit, over the valid values.
 
@@ -329,7 +309,7 @@ def _central_sums(x, lo, t, mean, unit, order, s2, s3, s4):
             s2[n], s3[n], s4[n] = _powers(x[rest, n], mean[n], unit[n], order, s2[n], s3[n], s4[n])
 
 
-@njit(**_JIT)
+@_jit
 def _finish(stat, today, count, mean, unit, s2, s3, s4):
     """One statistic from the centred sums of a window (see `_central_sums`).
 
@@ -337,34 +317,34 @@ def _finish(stat, today, count, mean, unit, s2, s3, s4):
     columns vectorises; `stat` is the same for the whole loop.
     """
     if stat == _MEAN:
-        return _finite(mean)
+        return finite_or_nan(mean)
     constant = unit == 0.0
     unit_std = math.sqrt(s2 / (count - 1.0))  # sample std in units of 1 / unit
     if stat == _STD or stat == _VAR:
         std = unit_std / unit
-        value = 0.0 if constant else _finite(std if stat == _STD else std * std)
+        value = 0.0 if constant else finite_or_nan(std if stat == _STD else std * std)
     elif stat == _CV:
-        value = (0.0 if constant else _finite(unit_std / unit / abs(mean))) if mean != 0.0 else np.nan
+        value = (0.0 if constant else finite_or_nan(unit_std / unit / abs(mean))) if mean != 0.0 else np.nan
     elif stat == _ZSCORE:
-        value = np.nan if constant else _finite((today - mean) * unit / unit_std)
+        value = np.nan if constant else finite_or_nan((today - mean) * unit / unit_std)
     elif stat == _SKEW:
         m2, m3 = s2 / count, s3 / count
-        skew = _finite(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
+        skew = finite_or_nan(math.sqrt(count * (count - 1.0)) / (count - 2.0) * m3 / (m2 * math.sqrt(m2)))
         value = np.nan if constant | (count < 3) else skew
     else:
         m2, m4 = s2 / count, s4 / count
         excess = (count * count - 1.0) * m4 / (m2 * m2) - 3.0 * (count - 1.0) ** 2
-        kurt = _finite(excess / ((count - 2.0) * (count - 3.0)))
+        kurt = finite_or_nan(excess / ((count - 2.0) * (count - 3.0)))
         value = np.nan if constant | (count < 4) else kurt
     return np.nan if count < 2 else value
 
 
-@njit(**_JIT)
+@_jit
 def _finish_at(stat, n, today, count, mean, unit, s2, s3, s4):
     return _finish(stat, today[n], count[n], mean[n], unit[n], s2[n], s3[n], s4[n])
 
 
-@njit(**_JIT)
+@_jit
 def _finish_row(stat, today, count, mean, unit, s2, s3, s4, out):
     """`_finish` for every column, one loop per statistic: with `stat` a constant in each loop,
     the branches on it fold away and the loop vectorises."""
@@ -392,7 +372,7 @@ def _finish_row(stat, today, count, mean, unit, s2, s3, s4, out):
             out[n] = _finish_at(_KURT, n, *row)
 
 
-@njit(**_JIT)
+@_jit
 def _moment_stat(x, d, stat):
     if stat == _MEAN:
         order = 1
@@ -458,7 +438,7 @@ def ts_kurt(x: np.ndarray, d: int) -> np.ndarray:
 # -------------------------------------------------------------------------------- extremes
 
 
-@njit(**_JIT)
+@_jit
 def _beats(v, at, best, best_at, largest):
     """Whether v (row `at`) beats best (row best_at): larger (smaller), or equal and from a later row.
 
@@ -468,14 +448,14 @@ def _beats(v, at, best, best_at, largest):
     return more | ((v == best) & (at > best_at))
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_output(best, where, t, d, position):
     """The output at row t for a window whose extreme is best at row `where` (-1: no valid value)."""
-    value = d - (t - where) if position else _finite(best)
+    value = d - (t - where) if position else finite_or_nan(best)
     return value if where >= 0 else np.nan
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_scan(x, d, largest, position):
     """_extreme by scanning each window from its oldest row to today: O(d) per output."""
     rows, cols = x.shape
@@ -496,7 +476,7 @@ def _extreme_scan(x, d, largest, position):
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _extreme_blocks(x, d, largest, position):
     """_extreme by van Herk / Gil-Werman over blocks of d rows from row 0: O(1) per output.
 
@@ -582,17 +562,17 @@ def ts_argmax(x: np.ndarray, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------- ranks and medians
 
 
-@njit(**_JIT)
+@_jit
 def _rank_counts(v, today, count, below, equal):
     """A column's window counts (valid, below today, equal to today) updated with one value."""
     return count + np.int64(v == v), below + np.int64(v < today), equal + np.int64(v == today)
 
 
-@njit(**_JIT)
+@_jit
 def _ts_rank(x, d):
     """Today's average-tie percentile among the window's valid values. Four rows at a time, so
-    that each column's counts are loaded and stored once per four; integer counts vectorise
-    better than float ones (1.7x at d = 10 and 60 on 853 x 505)."""
+    that each column's counts are loaded and stored once per four; integer counts, because they
+    vectorise better than float ones."""
     rows, cols = x.shape
     out = np.empty((rows, cols))
     count = np.empty(cols, dtype=np.int64)
@@ -631,29 +611,7 @@ def ts_rank(x: np.ndarray, d: int) -> np.ndarray:
     return _ts_rank(x, _window(d))
 
 
-@njit(**_JIT)
-def _drop_sorted(values, m, v):
-    """Remove one copy of v from the sorted values[:m]; returns the new size."""
-    i = 0
-    while values[i] < v:
-        i += 1
-    for j in range(i, m - 1):
-        values[j] = values[j + 1]
-    return m - 1
-
-
-@njit(**_JIT)
-def _insert_sorted(values, m, v):
-    """Insert v into the sorted values[:m]; returns the new size."""
-    j = m
-    while j > 0 and values[j - 1] > v:
-        values[j] = values[j - 1]
-        j -= 1
-    values[j] = v
-    return m + 1
-
-
-@njit(**_JIT)
+@_jit
 def _ts_median(x, d):
     """Keeps each column's valid window values sorted: drop the row leaving, insert the new one.
 
@@ -668,16 +626,16 @@ def _ts_median(x, d):
         for n in range(cols):
             m = size[n]
             if t >= d and x[t - d, n] == x[t - d, n]:
-                m = _drop_sorted(window[n], m, x[t - d, n])
+                m = remove_sorted(window[n], m, x[t - d, n])
             if x[t, n] == x[t, n]:
-                m = _insert_sorted(window[n], m, x[t, n])
+                m = insert_sorted(window[n], m, x[t, n])
             size[n] = m
             if m == 0:
                 out[t, n] = np.nan
             elif m % 2 == 1:
-                out[t, n] = _finite(window[n, m // 2])
+                out[t, n] = finite_or_nan(window[n, m // 2])
             else:
-                out[t, n] = _finite(0.5 * window[n, m // 2 - 1] + 0.5 * window[n, m // 2])
+                out[t, n] = finite_or_nan(0.5 * window[n, m // 2 - 1] + 0.5 * window[n, m // 2])
     return out
 
 
@@ -689,7 +647,7 @@ def ts_median(x: np.ndarray, d: int) -> np.ndarray:
 # ----------------------------------------------------------------------- weighted and trend
 
 
-@njit(**_JIT)
+@_jit
 def _decay_linear(x, d):
     """Weighted mean of each window's valid values: weight d for today down to 1 for the oldest."""
     rows, cols = x.shape
@@ -707,7 +665,7 @@ def _decay_linear(x, d):
                     weighted[n] += w * v
                     weights[n] += w
         for n in range(cols):
-            out[t, n] = _finite(weighted[n] / weights[n]) if weights[n] > 0 else np.nan
+            out[t, n] = finite_or_nan(weighted[n] / weights[n]) if weights[n] > 0 else np.nan
     return out
 
 
@@ -720,7 +678,7 @@ def decay_linear(x: np.ndarray, d: int) -> np.ndarray:
     return _decay_linear(x, _window(d))
 
 
-@njit(**_JIT)
+@_jit
 def _ts_slope(x, d):
     """OLS slope of the valid values on their row index (taken as the offset o = k - t from today).
 
@@ -760,7 +718,7 @@ def _ts_slope(x, d):
                 mean_offset = so[n] / count[n]
                 sxx = soo[n] - so[n] * mean_offset
                 sxy = sou[n] - mean_offset * su[n]
-                out[t, n] = _finite(sxy / sxx / unit[n])
+                out[t, n] = finite_or_nan(sxy / sxx / unit[n])
     return out
 
 
@@ -775,7 +733,7 @@ def ts_slope(x: np.ndarray, d: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- pairs
 
 
-@njit(**_JIT)
+@_jit
 def _pair_summary(a, b, count, total_x, total_y, low_x, high_x, low_y, high_y):
     """A column's window summary updated with one row's pair (skipped unless both are valid)."""
     both = (a == a) & (b == b)
@@ -792,7 +750,7 @@ def _pair_summary(a, b, count, total_x, total_y, low_x, high_x, low_y, high_y):
     )
 
 
-@njit(**_JIT)
+@_jit
 def _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, high_y):
     """Per column: count, sums (oldest first), min and max of x and y over the rows lo..t where
     both are valid.
@@ -825,7 +783,7 @@ def _pair_summaries(x, y, lo, t, count, total_x, total_y, low_x, high_x, low_y, 
             count[n], total_x[n], total_y[n], low_x[n], high_x[n], low_y[n], high_y[n] = s
 
 
-@njit(**_JIT)
+@_jit
 def _pair_products(a, b, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     """Centred sums of squares and products updated with one row's pair (if both are valid)."""
     both = (a == a) & (b == b)
@@ -834,7 +792,7 @@ def _pair_products(a, b, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     return sxx + u * u, syy + v * v, sxy + u * v
 
 
-@njit(**_JIT)
+@_jit
 def _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy, sxy):
     """Per column: sums of u*u, v*v and u*v over rows lo..t, u and v the centred, scaled pair.
 
@@ -863,7 +821,7 @@ def _pair_sums_of_products(x, y, lo, t, mean_x, unit_x, mean_y, unit_y, sxx, syy
             sxx[n], syy[n], sxy[n] = s
 
 
-@njit(**_JIT)
+@_jit
 def _pair_stat(x, y, d, correlation):
     """Pearson correlation or sample covariance over the rows where both x and y are valid."""
     rows, cols = x.shape
@@ -890,7 +848,7 @@ def _pair_stat(x, y, d, correlation):
             for n in range(cols):
                 constant = (unit_x[n] == 0) | (unit_y[n] == 0)
                 smaller, larger = min(unit_x[n], unit_y[n]), max(unit_x[n], unit_y[n])
-                cov = _finite(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
+                cov = finite_or_nan(sxy[n] / (count[n] - 1.0) / smaller / larger)  # symmetric
                 row[n] = np.nan if count[n] < 2 else (0.0 if constant else cov)
     return out
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import random_panel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind
 from operators import timeseries as ts
+from tests.conftest import random_panel
 
 NAN = np.nan
 ROWS, COLS = 60, 12

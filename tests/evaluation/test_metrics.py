@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import random_panel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -43,6 +42,7 @@ from evaluation import (
     rank_ic,
     rank_ic_fast,
 )
+from tests.conftest import random_panel
 
 # --------------------------------------------------------------------------- references
 

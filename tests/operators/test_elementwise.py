@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_panel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -14,6 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind
 from operators import elementwise as ew
+from tests.conftest import random_panel
 
 NAN = np.nan
 

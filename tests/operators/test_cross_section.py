@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import random_panel
 from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind
 from operators import cross_section as cs
+from tests.conftest import random_panel
 
 NAN = np.nan
 CROSS_SECTION = [

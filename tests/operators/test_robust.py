@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_panel
 from numpy.testing import assert_allclose, assert_array_equal
 
 from operators import REGISTRY, Kind, robust
+from tests.conftest import random_panel
 
 NAN = np.nan
 
@@ -18,10 +18,11 @@ def read_only(x: np.ndarray) -> np.ndarray:
 
 
 def clipped(value: float, values: np.ndarray, k: float) -> float:
-    """`value` clipped to median +- k * 1.4826 * MAD of `values`, untouched when MAD ~ 0."""
+    """`value` clipped to median +- k * 1.4826 * MAD of `values`, untouched when they are flat
+    (MAD <= 1e-12 * |median|)."""
     median = np.median(values)
     mad = np.median(np.abs(values - median))
-    if mad <= 1e-12 * max(1.0, abs(median)):
+    if mad <= 1e-12 * abs(median):
         return value
     half_width = k * 1.4826 * mad
     return min(max(value, median - half_width), median + half_width)
@@ -153,3 +154,38 @@ def test_huge_values_never_give_inf(rng):
     x = read_only(rng.choice(np.array([1.7e308, -1.7e308, 1e300, 0.0, 1.0, NAN]), size=(30, 8)))
     assert not np.isinf(robust.ts_mad_despike(x, 5, 3.0)).any()
     assert not np.isinf(robust.cs_mad_winsorize(x, 3.0)).any()
+
+
+# --- the flatness rule -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spread", "median", "flat"),
+    [
+        (0.0, 0.0, True),  # nothing to clip around a zero median
+        (5e-324, 0.0, False),  # ... but any spread about it is one
+        (1e-13, 0.0, False),
+        (1e-12 * 5.0, 5.0, True),  # at the tolerance
+        (np.nextafter(1e-12 * 5.0, 1.0), 5.0, False),  # just above it
+        (1e-12 * 5.0, -5.0, True),  # the sign of the median does not matter
+        (8e-13, 0.5, False),  # a small median gives no floor of 1 (8e-13 > 1e-12 * 0.5)
+        (1e-9, 1e6, True),  # rounding residue about a large level
+        (NAN, 1.0, True),  # values reaching inf
+    ],
+)
+def test_is_flat_at_the_boundary(spread, median, flat):
+    assert robust.is_flat(spread, median) is flat
+
+
+def test_a_tiny_mad_about_a_zero_median_still_clips():
+    x = np.array([[-2e-13, -1e-13, 0.0, 1e-13, 1.0]])  # median 0, MAD 1e-13
+    out = robust.cs_mad_winsorize(read_only(x), 3.0)
+    assert_allclose(out, [[-2e-13, -1e-13, 0.0, 1e-13, 3.0 * 1.4826 * 1e-13]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [2.0**-60, 2.0**-20, 2.0**30])
+def test_despike_does_not_depend_on_units(rng, scale):
+    """Powers of two scale the median, the MAD and the band exactly, so the clipped values scale too."""
+    x = spiky_panel(rng)
+    assert_array_equal(robust.ts_mad_despike(x * scale, 7, 2.0), robust.ts_mad_despike(x, 7, 2.0) * scale)
+    assert_array_equal(robust.cs_mad_winsorize(x * scale, 2.0), robust.cs_mad_winsorize(x, 2.0) * scale)

@@ -330,6 +330,23 @@ def test_tie_heavy_integer_volumes_match_literal_reference() -> None:
     assert_same(fft_kurtosis(cube), per_series(literal_kurtosis, cube))
 
 
+def test_flatness_rule_on_complete_days_matches_literal_reference() -> None:
+    """Complete days on either side of the despike's flatness rule (spread <= 1e-12 * |median|)."""
+    rng = np.random.default_rng(11)
+    slots = 240
+    zero_median = np.concatenate([-rng.uniform(1, 3, 100), np.zeros(40), rng.uniform(1, 3, 100)]) * 1e-13
+    rng.shuffle(zero_median)  # median exactly 0, MAD ~1.7e-13: not flat, so the spikes are clipped
+    rounding = 1e6 + rng.standard_normal(slots) * 1e-7  # spread far below 1e-12 * 1e6: flat
+    spread_out = rng.gamma(2.0, 100.0, slots)
+    cube = np.stack([zero_median, rounding, spread_out])[None].copy()
+    cube[0, :, [7, 90, 200]] = [5.0, 2e6, 5000.0]
+    assert np.median(cube[0, 0]) == 0.0
+    for clip, kernel in (("mad", fft_band), ("iqr", fft_band_iqr)):
+        got, expected = kernel(cube, 2, 5), per_series(literal_band, cube, 2, 5, clip)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
 def test_coherence_of_a_series_with_itself_is_one_and_short_days_are_nan() -> None:
     rng = np.random.default_rng(7)
     cube = rng.standard_normal((2, 3, 240))
