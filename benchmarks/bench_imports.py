@@ -38,7 +38,9 @@ ENTRIES = {
 def import_micros(statement: str, root: Path) -> tuple[int, list[str]] | None:
     """Total top-level import time (µs) of one fresh interpreter running `statement`, and the heavy
     packages it loaded; None when the statement fails in this checkout."""
-    report = f"import sys as _s; _s.stderr.write('loaded:' + ' '.join(m for m in {HEAVY!r} if m in _s.modules))"
+    report = (
+        f"import sys as _s; _s.stderr.write('loaded:' + ' '.join(m for m in {HEAVY!r} if m in _s.modules))"
+    )
     code = f"try:\n    exec({statement!r})\nexcept SystemExit:\n    pass\n{report}"
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=root

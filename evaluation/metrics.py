@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numba import njit
 
-from evaluation.labels import forward_returns_multi
+from evaluation.labels import DEFAULT_HORIZONS, forward_returns_multi
 from evaluation.ranking import (
     centered_rank_panel,
     clipped_correlation,
@@ -527,7 +527,7 @@ def factor_correlation(a: np.ndarray, b: np.ndarray, min_names: int = 10, rows: 
 def factor_summary(
     factor: np.ndarray,
     price: np.ndarray,
-    horizons: Sequence[int] = (1, 5, 10, 20),
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
     delay: int = 1,
     quantiles: int = 5,
     min_names: int = 10,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -117,8 +117,6 @@ class Operator:
     lookback: LookbackRule = no_lookback
     commutative: bool = False
     infix: str | None = None  # printed as `a <infix> b` (or `<infix>a` when unary)
-    returns: Kind = Kind.SERIES
-    aliases: tuple[str, ...] = field(default=())
 
     @property
     def arity(self) -> int:
@@ -151,7 +149,6 @@ def operator(
     lookback: LookbackRule = no_lookback,
     commutative: bool = False,
     infix: str | None = None,
-    aliases: tuple[str, ...] = (),
 ) -> Callable[[KernelT], KernelT]:
     """Declare `name` with the decorated kernel; a second declaration is an error."""
 
@@ -165,23 +162,18 @@ def operator(
             lookback=lookback,
             commutative=commutative,
             infix=infix,
-            aliases=aliases,
         )
-        for key in (name, *aliases):
-            if key in _REGISTRY:
-                raise ValueError(f"operator {key!r} is declared twice")
-            _REGISTRY[key] = spec
+        if name in _REGISTRY:
+            raise ValueError(f"operator {name!r} is declared twice")
+        _REGISTRY[name] = spec
         return kernel
 
     return decorate
 
 
 def operators_by_family() -> dict[str, list[Operator]]:
-    """Distinct operators grouped by family, in declaration order."""
+    """Operators grouped by family, in declaration order."""
     out: dict[str, list[Operator]] = {}
-    seen: set[str] = set()
     for spec in _REGISTRY.values():
-        if spec.name not in seen:
-            seen.add(spec.name)
-            out.setdefault(spec.family, []).append(spec)
+        out.setdefault(spec.family, []).append(spec)
     return out

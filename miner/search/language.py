@@ -92,9 +92,9 @@ def enabled_operators(config: ExperimentConfig) -> list[Operator]:
         if f in config.operators.families
         for s in specs
     }
-    chosen.update({REGISTRY[n].name: REGISTRY[n] for n in config.operators.include})
+    chosen.update({name: REGISTRY[name] for name in config.operators.include})
     for name in config.operators.exclude:
-        chosen.pop(REGISTRY[name].name, None)
+        chosen.pop(name, None)
     return list(chosen.values())
 
 
