@@ -8,7 +8,15 @@ does not notice when such a helper changes: after editing one, delete the `*.nbi
 under `operators/__pycache__` and `evaluation/__pycache__`, or its callers keep their old copy.
 """
 
-from operators import cross_section, elementwise, robust, spectral, timeseries  # noqa: F401  (declares)
+from operators import (  # noqa: F401  (declares)
+    cross_section,
+    elementwise,
+    quantile,
+    regression,
+    robust,
+    spectral,
+    timeseries,
+)
 from operators.registry import REGISTRY, Arg, Kind, Operator, operators_by_family
 
 __all__ = ["REGISTRY", "Arg", "Kind", "Operator", "operators_by_family"]

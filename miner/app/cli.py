@@ -18,6 +18,7 @@ from rich.table import Table
 from miner.app.console import DebugOption, console, err_console
 from miner.app.data_cli import data_app
 from miner.app.library_cli import library_app
+from miner.app.zoo_cli import zoo_app
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(library_app, name="library")
+app.add_typer(zoo_app, name="zoo")
 
 
 @app.callback()
