@@ -14,8 +14,10 @@ import math
 import numpy as np
 from numba import njit
 
+from operators.finite import finite_or_nan
 from operators.registry import Arg, operator, window_lookback
-from operators.timeseries import _drop_sorted, _finite, _insert_sorted, _window
+from operators.sorting import insert_sorted, remove_sorted
+from operators.timeseries import _window
 
 FAMILY = "quantile"
 
@@ -27,12 +29,12 @@ def _interpolated(ordered, q):
     position = q * (ordered.size - 1)
     below = int(position)
     if below == position:
-        return _finite(ordered[below])
+        return finite_or_nan(ordered[below])
     low, high, fraction = ordered[below], ordered[below + 1], position - below
     value = low + (high - low) * fraction
     if not math.isfinite(value):
         value = low * (1.0 - fraction) + high * fraction
-    return _finite(value)
+    return finite_or_nan(value)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -46,9 +48,9 @@ def _ts_quantile(x, d, q):
             m = size[n]
             leaving = x[t - d, n] if t >= d else np.nan
             if leaving == leaving:
-                m = _drop_sorted(window[n], m, leaving)
+                m = remove_sorted(window[n], m, leaving)
             if x[t, n] == x[t, n]:
-                m = _insert_sorted(window[n], m, x[t, n])
+                m = insert_sorted(window[n], m, x[t, n])
             size[n] = m
             out[t, n] = _interpolated(window[n, :m], q) if m > 0 else np.nan
     return out

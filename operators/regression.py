@@ -16,8 +16,9 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
+from operators.finite import finite_or_nan
 from operators.registry import Arg, operator, window_lookback
-from operators.timeseries import _centre, _finite, _summarise, _window, _window_start
+from operators.timeseries import _centre, _summarise, _window, _window_start
 
 FAMILY = "regression"
 Kernel = Callable[..., np.ndarray]
@@ -36,7 +37,7 @@ def _fit_stat(count, mean, unit, today, so, soo, sou, su, suu, residual):
         if today != today:
             return np.nan
         fitted = su / count - sxy / sxx * mean_offset  # the line at today's offset 0, in units
-        return 0.0 if constant else _finite(((today - mean) * unit - fitted) / unit)
+        return 0.0 if constant else finite_or_nan(((today - mean) * unit - fitted) / unit)
     if constant:
         return np.nan
     syy = suu - su * su / count

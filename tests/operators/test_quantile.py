@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from test_timeseries import bits, make_x, read_only
 
 from miner.errors import FormulaError
 from miner.lang import parse
 from operators import REGISTRY, Kind
 from operators.quantile import ts_quantile
+from tests.operators.test_timeseries import bits, make_x, read_only
 
 NAN = np.nan
 

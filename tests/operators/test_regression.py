@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.stats
 from numpy.testing import assert_allclose, assert_array_equal
-from test_timeseries import bits, extreme_panel, make_x, read_only
 
 from operators import REGISTRY, Kind
 from operators.regression import ts_resi, ts_rsquare
+from tests.operators.test_timeseries import bits, extreme_panel, make_x, read_only
 
 NAN = np.nan
 WINDOWS = (1, 2, 5, 20, 75)
