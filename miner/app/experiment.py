@@ -10,7 +10,7 @@ from miner.errors import ConfigError, DataError
 from miner.market import MarketData, session_grid
 from miner.market.ingest import read_bar_file
 from miner.market.store import MarketStore
-from miner.market.synthetic import synthetic_market
+from miner.market.synthetic import RULES_OF_SESSION, synthetic_market
 
 
 def market_for(config: ExperimentConfig) -> MarketData:
@@ -49,7 +49,7 @@ def market_for(config: ExperimentConfig) -> MarketData:
 def _check_synthetic(config: ExperimentConfig) -> None:
     """data.session / data.rules, when given, must be what the synthetic market's session implies."""
     session = config.data.synthetic.session
-    implied = {"session": session, "rules": "cn" if session == "cn" else None}
+    implied = {"session": session, "rules": RULES_OF_SESSION[session]}
     for key, value in implied.items():
         given = getattr(config.data, key)
         if given is not None and given != value:

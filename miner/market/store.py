@@ -261,10 +261,7 @@ class MarketStore:
             return stored or DEFAULT_SESSION
         grid = session_grid(asked)
         if stored is not None and grid != stored:
-            raise DataError(
-                f"{source}: session {grid.spec!r}, but the market store {self.path} holds minute "
-                f"bars on the {stored}; import into another store"
-            )
+            self._refuse(source, f"session {grid.spec!r}", f"holds minute bars on the {stored}")
         return grid
 
     def _rules_for(self, asked: str | TradingRules | None, source: str) -> TradingRules | None:
@@ -273,11 +270,14 @@ class MarketStore:
             return stored
         chosen = trading_rules(asked)
         if stored is not None and chosen != stored:
-            raise DataError(
-                f"{source}: trading rules {chosen.name!r}, but the market store {self.path} "
-                f"records {stored.name!r}; import into another store"
-            )
+            self._refuse(source, f"trading rules {chosen.name!r}", f"records {stored.name!r}")
         return chosen
+
+    def _refuse(self, source: str, asked: str, recorded: str) -> None:
+        """An import that names another session or other rules than the store recorded."""
+        raise DataError(
+            f"{source}: {asked}, but the market store {self.path} {recorded}; import into another store"
+        )
 
     # ---- writes ----------------------------------------------------------------------------------
 

@@ -77,6 +77,8 @@ START_DATE = "2020-01-01"
 _SIGNAL_WINDOW = 5
 _PULSE_ON, _PULSE_OFF = 0.05, 0.20  # Markov transition probabilities: stationary share 0.2
 _DEFAULT_MINUTE_SLOTS = {"us": 390, "cn": 240}
+RULES_OF_SESSION = {"us": None, "cn": "cn"}
+"""The trading rules a synthetic market of each session carries (an import of its frames needs)."""
 _STREAK_CONTINUES = 0.45  # geometric parameter of the streak length
 _LOCKED_VOLUME_SHARE = 0.05
 # A-share boards of the cn mode, in turn: (first code, exchange suffix)
@@ -333,16 +335,7 @@ def _daily_bars(
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.standard_normal((t, n))) * 0.6 * idio_vol)
     volume = np.round(np.exp(_log_volume(rng, returns / idio_vol)))
     typical = (high + low + close) / 3.0 * np.exp(rng.standard_normal((t, n)) * 0.001)
-    vwap = np.clip(typical, low, high)
-    bars = {
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": volume,
-        "vwap": vwap,
-        "amount": vwap * volume,
-    }
+    bars = _bar_fields(open_, high, low, close, volume, np.clip(typical, low, high))
     bars = {name: np.where(observed, values, np.nan) for name, values in bars.items()}
     return bars if a_shares is None else _on_ticks(bars, locked, a_shares.percent)
 
@@ -387,6 +380,18 @@ def _on_ticks(bars: dict[str, np.ndarray], locked: np.ndarray, percent: np.ndarr
     low = np.where(locked, close, np.minimum(on_tick(bars["low"]), np.minimum(open_, close)))
     volume = np.where(locked, np.round(bars["volume"] * _LOCKED_VOLUME_SHARE), bars["volume"])
     vwap = np.where(locked, close, np.clip(np.round(bars["vwap"], 2), low, high))
+    return _bar_fields(open_, high, low, close, volume, vwap)
+
+
+def _bar_fields(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    vwap: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The daily fields of the synthetic bars, amount = vwap x volume."""
     return {
         "open": open_,
         "high": high,

@@ -16,6 +16,7 @@ import pytest
 from miner.errors import DataError
 from miner.market import MarketData, SessionGrid, session_grid
 from miner.market.store import MarketStore, import_file, load_market
+from tests.market.frames import daily_from_minutes
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -123,18 +124,7 @@ def test_minute_file_roundtrip_through_store_equals_pandas_reindex(shared_data, 
     minute_file = tmp_path / "minute.parquet"
     minute.to_parquet(minute_file)
     day = minute["datetime"].dt.normalize()
-    daily = (
-        minute.assign(date=day)
-        .groupby(["date", "instrument"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index()
-    )
+    daily = daily_from_minutes(minute)
     store = tmp_path / "market.duckdb"
     import_file(write_csv(daily, tmp_path / "daily.csv"), store=store)
     report = import_file(minute_file, kind="minute", store=store)

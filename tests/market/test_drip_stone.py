@@ -20,6 +20,7 @@ from miner.market.store import import_file, load_market
 from miner.market.synthetic import synthetic_frames, synthetic_market
 from operators.intraday import buy_sell_volume
 from operators.spectral import fft_band
+from tests.market.frames import daily_from_minutes, write
 
 BARS = ("open", "high", "low", "close", "volume")
 DERIVED = ("minute_returns", "buy_volume", "sell_volume")
@@ -51,11 +52,6 @@ def two_name_daily() -> pd.DataFrame:
             "volume": [230.0, 10.0, 50.0, 50.0],
         }
     )
-
-
-def write_parquet(frame: pd.DataFrame, path) -> object:
-    frame.to_parquet(path)
-    return path
 
 
 def buy_share_reference(o, h, lo, c):
@@ -320,22 +316,11 @@ def test_fft_band_equals_the_seed_on_us_bars_relabelled_to_the_a_share_clock(sha
     first = us[(us["size"] >= 240) & (us["n"] < 240)]
     clock = CN_SESSION.slot_times().astype("timedelta64[m]")
     minute = first.assign(datetime=first["datetime"].dt.normalize() + pd.to_timedelta(clock[first["n"]]))
-    daily = (
-        minute.assign(date=minute["datetime"].dt.normalize())
-        .groupby(["date", "instrument"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index()
-    )
+    daily = daily_from_minutes(minute)
     store = tmp_path / "cn.duckdb"
-    import_file(write_parquet(daily, tmp_path / "d.parquet"), store=store)
+    import_file(write(daily, tmp_path / "d.parquet"), store=store)
     import_file(
-        write_parquet(minute.drop(columns=["n", "size"]), tmp_path / "m.parquet"),
+        write(minute.drop(columns=["n", "size"]), tmp_path / "m.parquet"),
         kind="minute",
         store=store,
         session="cn",

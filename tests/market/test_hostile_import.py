@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,43 +19,9 @@ from miner.errors import DataError
 from miner.market import MarketData
 from miner.market.store import import_file, load_market
 from tests.cli_runner import assert_one_line_error, miner
+from tests.market.frames import daily, minutes, stored_minutes, write
 
 BARS = ("open", "high", "low", "close", "volume")
-
-
-def daily(dates=("2020-01-02", "2020-01-03"), names=("AAA", "BBB")) -> pd.DataFrame:
-    rows = [(day, name) for day in dates for name in names]
-    return pd.DataFrame(
-        {"date": [day for day, _ in rows], "instrument": [name for _, name in rows]}
-        | {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.0, "volume": 1000.0}
-    )
-
-
-def minutes(stamps: list[str], instrument: str = "AAA") -> pd.DataFrame:
-    """One-price bars at the given times, close = 1, 2, 3... in order, volume 100."""
-    close = np.arange(1.0, len(stamps) + 1.0)
-    return pd.DataFrame(
-        {"datetime": stamps, "instrument": instrument, "open": close, "high": close, "low": close}
-        | {"close": close, "volume": 100.0}
-    )
-
-
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path)
-    return path
-
-
-def stored_minutes(store: Path) -> list[str]:
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return [
-            str(stamp) for (stamp,) in con.execute("SELECT datetime FROM minute_bars ORDER BY 1").fetchall()
-        ]
-    finally:
-        con.close()
 
 
 @pytest.fixture

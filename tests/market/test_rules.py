@@ -5,7 +5,6 @@ label trap they exist to close: locked limit-up days."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from miner.market import MarketData
 from miner.market.rules import trading_rules
 from miner.market.store import import_file, load_market
 from miner.market.synthetic import synthetic_frames, synthetic_market
+from tests.market.frames import write
 
 
 def limit(previous: float, percent: int, sign: int) -> float:
@@ -149,11 +149,6 @@ def test_rules_need_a_share_codes_and_known_names():
     with pytest.raises(DataError, match="unknown trading rules 'hk'"):
         trading_rules("hk")
     assert "tradable" in MarketData.from_frame(frame, rules="us").fields
-
-
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    frame.to_parquet(path)
-    return path
 
 
 def test_a_store_with_rules_loads_any_window_as_the_full_history_does(tmp_path):

@@ -4,68 +4,25 @@ hand-placed bars."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 
+from miner import evaluate
 from miner.app.experiment import market_for
 from miner.config import config_from_dict
 from miner.errors import ConfigError, DataError
 from miner.market import CN_SESSION, US_REGULAR_SESSION, MarketData, SessionGrid, session_grid
 from miner.market.store import MarketStore, import_file, load_market
 from tests.cli_runner import assert_one_line_error, miner
+from tests.market.frames import daily, minutes, write
 
-BARS = ("open", "high", "low", "close", "volume")
+A_SHARES = ("600000.SH", "000001.SZ")
 SPLITS = {
     "train": {"start": "2020-01-01", "end": "2020-01-02"},
     "valid": {"start": "2020-01-03", "end": "2020-01-04"},
     "test": {"start": "2020-01-05", "end": "2020-01-06"},
 }
-
-
-def daily(dates=("2020-01-02", "2020-01-03"), names=("600000.SH", "000001.SZ")) -> pd.DataFrame:
-    rows = [(day, name) for day in dates for name in names]
-    return pd.DataFrame(
-        {
-            "date": [day for day, _ in rows],
-            "instrument": [name for _, name in rows],
-            "open": 10.0,
-            "high": 11.0,
-            "low": 9.0,
-            "close": 10.0,
-            "volume": 1000.0,
-        }
-    )
-
-
-def minutes(stamps: list[str], instrument: str = "600000.SH") -> pd.DataFrame:
-    """One-price bars at the given times, close = 1, 2, 3... in order."""
-    close = np.arange(1.0, len(stamps) + 1.0)
-    return pd.DataFrame(
-        {"datetime": stamps, "instrument": instrument, "open": close, "high": close, "low": close}
-        | {"close": close, "volume": 100.0}
-    )
-
-
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path)
-    return path
-
-
-def stored_minutes(store: Path) -> list[str]:
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return [
-            str(stamp) for (stamp,) in con.execute("SELECT datetime FROM minute_bars ORDER BY 1").fetchall()
-        ]
-    finally:
-        con.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,7 +68,7 @@ def test_bad_session_specs_are_one_line_errors(spec, fragment):
 def test_a_day_on_the_cn_grid_is_one_continuous_240_slot_series():
     stamps = [f"2020-01-02 {h:02d}:{m:02d}" for h, m in [(9, 31), (11, 30), (13, 1), (15, 0)]]
     market = MarketData.from_frame(daily(), minutes(stamps), session="cn")
-    close = market.intraday["close"][0, 1]  # 600000.SH sorts after 000001.SZ
+    close = market.intraday["close"][0, 0]
     assert market.M == 240
     np.testing.assert_array_equal(close[[0, 119, 120, 239]], [1.0, 2.0, 3.0, 4.0])
     assert np.isnan(close).sum() == 236  # no lunch slots: 11:30 and 13:01 are neighbours
@@ -130,8 +87,8 @@ def test_store_records_the_minute_session_and_loads_on_it(tmp_path):
     assert report.rows == 3 and report.dropped_off_grid == 1 and "cn session" in str(report)
     market = load_market(store, minute=True)  # the recorded session: no need to repeat it
     assert market.M == 240
-    np.testing.assert_array_equal(market.intraday["close"][0, 1, [0, 120]], [1.0, 2.0])
-    assert market.intraday["close"][1, 1, 239] == 3.0
+    np.testing.assert_array_equal(market.intraday["close"][0, 0, [0, 120]], [1.0, 2.0])
+    assert market.intraday["close"][1, 0, 239] == 3.0
     # a later import without --session stays on the store's session
     later = import_file(write(minutes(["2020-01-03 09:31"]), tmp_path / "m2.csv"), kind="minute", store=store)
     assert "cn session" in str(later)
@@ -158,9 +115,12 @@ def test_a_store_from_before_sessions_is_on_the_us_grid(tmp_path):
 
 def test_config_session_and_rules_must_agree_with_the_store(tmp_path):
     store = tmp_path / "cn.duckdb"
-    import_file(write(daily(), tmp_path / "d.csv"), store=store, rules="cn")
+    import_file(write(daily(names=A_SHARES), tmp_path / "d.csv"), store=store, rules="cn")
     import_file(
-        write(minutes(["2020-01-02 09:31"]), tmp_path / "m.csv"), kind="minute", store=store, session="cn"
+        write(minutes(["2020-01-02 09:31"], A_SHARES[0]), tmp_path / "m.csv"),
+        kind="minute",
+        store=store,
+        session="cn",
     )
 
     def config(**data) -> dict:
@@ -181,10 +141,17 @@ def test_config_session_and_rules_must_agree_with_the_store(tmp_path):
 def test_cli_import_with_session_and_rules(tmp_path):
     store = tmp_path / "s.duckdb"
     done = miner(
-        "data", "import", str(write(daily(), tmp_path / "d.csv")), "--rules", "cn", "--store", str(store)
+        "data",
+        "import",
+        str(write(daily(names=A_SHARES), tmp_path / "d.csv")),
+        "--rules",
+        "cn",
+        "--store",
+        str(store),
     )
     assert done.returncode == 0 and "trading rules cn" in done.stdout, done.stderr
-    minute_file = write(minutes(["2020-01-02 09:31", "2020-01-02 11:31"]), tmp_path / "m.csv")
+    assert evaluate("tradable", load_market(store)).shape == (2, 2)  # formulas read the rules' field
+    minute_file = write(minutes(["2020-01-02 09:31", "2020-01-02 11:31"], A_SHARES[0]), tmp_path / "m.csv")
     done = miner(
         "data", "import", str(minute_file), "--kind", "minute", "--session", "cn", "--store", str(store)
     )

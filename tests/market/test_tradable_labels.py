@@ -14,6 +14,7 @@ from evaluation import forward_returns, rank_ic
 from miner import Evaluator, evaluate
 from miner.app.experiment import market_for
 from miner.app.formula_report import evaluate_formula
+from miner.app.promote import ensure_market
 from miner.config import config_from_dict
 from miner.errors import ConfigError
 from miner.library import FactorLibrary
@@ -109,3 +110,13 @@ def test_incremental_updates_of_rule_fields_equal_a_full_recomputation(tmp_path:
             )
             full = Evaluator(market).evaluate(formula)
             assert np.array_equal(stored.to_numpy(dtype=float), full, equal_nan=True), factor_id
+
+
+def test_promoting_from_a_synthetic_cn_run_imports_the_same_market(tmp_path: Path):
+    synthetic = {"n_instruments": 40, "n_days": 40, "minute_days": 3, "session": "cn", "seed": 2}
+    config = config_from_dict({"name": "cn", "splits": SPLITS, "data": {"synthetic": synthetic}})
+    with FactorLibrary(tmp_path / "lib.duckdb") as lib:
+        ensure_market(lib, config)
+        stored = lib.market_store.load(minute=True)
+    assert stored.M == 240
+    assert stored.fingerprint == market_for(config).fingerprint
