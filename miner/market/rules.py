@@ -245,9 +245,7 @@ def _listing_free(close: np.ndarray, dates: np.ndarray, boards: np.ndarray, hist
     has_bar = np.isfinite(close)
     bars_before = history.bars[None, :] + np.cumsum(has_bar, axis=0) - has_bar
     first_row = np.where(has_bar.any(axis=0), np.argmax(has_bar, axis=0), 0)
-    listed = np.where(
-        history.bars > 0, history.first_date, day[first_row] if day.size else history.first_date
-    )
+    listed = np.where(history.bars > 0, history.first_date, day[first_row])
     registered = (
         (boards == _STAR)
         | ((boards == _CHINEXT) & (listed >= CHINEXT_REFORM))

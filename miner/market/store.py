@@ -227,8 +227,6 @@ class MarketStore:
         if kind == "daily":
             chosen = self._rules_for(rules, source)
             bars = validate_daily(frame, source, frozenset(DEFAULT_GROUPS))
-            if chosen is not None:
-                check_codes(chosen, pd.unique(bars.instruments), source)
             return self._write_daily(bars, source, dropped, chosen)
         grid = self._session_for(session, source)
         return self._write_minute(validate_minute(frame, source, grid), source, dropped, grid)
@@ -294,6 +292,8 @@ class MarketStore:
             first, last = bars.dates.min(), bars.dates.max()
             self._log_change("daily", first, source, len(bars.dates))
             if rules is not None:
+                stored = self._con.execute("SELECT DISTINCT instrument FROM daily_bars").fetchall()
+                check_codes(rules, np.array([name for (name,) in stored], dtype=object), source)
                 self._record(RULES_KEY, rules.name)
         return ImportReport(
             source,

@@ -177,6 +177,11 @@ def test_a_store_with_rules_loads_any_window_as_the_full_history_does(tmp_path):
     later = daily.assign(instrument=daily["instrument"].where(daily.index > 0, "NOTACODE"))
     with pytest.raises(DataError, match="instrument 'NOTACODE' has no six-digit A-share code"):
         import_file(write(later, tmp_path / "e.parquet"), store=store)  # the store's rules apply
+    plain = tmp_path / "plain.duckdb"
+    import_file(tmp_path / "e.parquet", store=plain)
+    with pytest.raises(DataError, match="instrument 'NOTACODE' has no six-digit"):
+        import_file(tmp_path / "d.parquet", store=plain, rules="cn")  # the stored names count too
+    assert "tradable" not in load_market(plain).fields  # nothing recorded
 
 
 # ------------------------------------------------------------------------------------------------
