@@ -166,6 +166,8 @@ def test_cli_import_with_session_and_rules(tmp_path):
         miner("data", "import", str(minute_file), "--kind", "minute", "--rules", "cn", "--store", str(store)),
         "trading rules apply to daily bars",
     )
+    done = miner("eval", "fft_band(volume, 2, 5) + tradable", "--data", str(store))  # minute bars loaded
+    assert done.returncode == 0 and "fft_band(volume) + tradable" in done.stdout, done.stderr
 
 
 def test_session_grid_is_hashable_and_keeps_its_name():
