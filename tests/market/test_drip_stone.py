@@ -157,6 +157,14 @@ def test_synthetic_derived_fields_follow_the_rule(planted):
     )
 
 
+def test_the_split_is_the_same_whatever_threads_share_the_days(planted):
+    bars = [np.array(planted.intraday[name]) for name in BARS]
+    one = buy_sell_volume(*bars)
+    for workers in (2, 3, 100):
+        for mine, reference in zip(buy_sell_volume(*bars, workers=workers), one):
+            np.testing.assert_array_equal(mine, reference)
+
+
 def test_store_and_frame_give_the_same_derived_fields_and_fingerprint(tmp_path):
     daily, minute = synthetic_frames(n_instruments=12, n_days=8, seed=2, minute_days=4)
     daily_file, minute_file = tmp_path / "daily.parquet", tmp_path / "minute.parquet"
