@@ -109,9 +109,13 @@ def buy_sell_volume(
     sell = np.empty(shape)
     bounds = np.linspace(0, shape[0], max(1, min(workers, shape[0])) + 1).astype(int)
     days = [slice(first, stop) for first, stop in zip(bounds[:-1], bounds[1:])]
+
+    def split(rows: slice) -> None:
+        _buy_sell_volume(*(a[rows] for a in arrays), buy[rows], sell[rows])
+
     if len(days) == 1:
-        _buy_sell_volume(*arrays, buy, sell)
-        return buy, sell
-    with ThreadPoolExecutor(len(days)) as pool:
-        list(pool.map(lambda rows: _buy_sell_volume(*(a[rows] for a in arrays), buy[rows], sell[rows]), days))
+        split(days[0])
+    else:
+        with ThreadPoolExecutor(len(days)) as pool:
+            list(pool.map(split, days))
     return buy, sell

@@ -81,7 +81,7 @@ def with_derived_intraday(cubes: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
     if "minute_returns" in wanted:
         out["minute_returns"] = minute_returns(out["close"])
     if "buy_volume" in wanted or "sell_volume" in wanted:
-        split = buy_sell_volume(*(out[name] for name in MINUTE_FIELDS))
+        split = buy_sell_volume(out["open"], out["high"], out["low"], out["close"], out["volume"])
         out.update((name, cube) for name, cube in zip(("buy_volume", "sell_volume"), split) if name in wanted)
     return out
 
