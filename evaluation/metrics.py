@@ -532,10 +532,12 @@ def factor_summary(
     quantiles: int = 5,
     min_names: int = 10,
     rows: Rows = None,
+    tradable: np.ndarray | None = None,
 ) -> dict:
     """The standard report of one factor against forward returns of ``price``.
 
-    Labels are computed on the whole price panel; ``rows`` then selects the scored dates
+    Labels are computed on the whole price panel (NaN where the entry bar is not tradable, given
+    ``tradable``: `evaluation.labels.forward_returns`); ``rows`` then selects the scored dates
     (to keep labels inside a segment, end ``rows`` delay + max(horizons) dates earlier).
     Per horizon h: ``ic_mean_h{h}``, ``ic_icir_h{h}``, ``rank_ic_mean_h{h}``, ``rank_ic_std_h{h}``,
     ``rank_icir_h{h}``, ``rank_ic_t_stat_h{h}``, ``rank_ic_hit_rate_h{h}``, ``n_dates_h{h}``;
@@ -551,7 +553,7 @@ def factor_summary(
     if not horizons:
         raise ValueError("horizons must name at least one horizon")
     mask = _row_mask(rows, factor.shape[0])
-    labels = forward_returns_multi(price, horizons, delay)
+    labels = forward_returns_multi(price, horizons, delay, tradable)
     # Spearman is symmetric: rank the factor once and score each horizon's label against it
     factor_ranks = prepare_label(factor, mask)
     summary: dict = {}

@@ -27,7 +27,13 @@ class Strict(BaseModel):
 
 
 class SyntheticSpec(Strict):
-    """The synthetic market's settings and their one set of defaults (`miner.market.synthetic`)."""
+    """The synthetic market's settings and their one set of defaults (`miner.market.synthetic`).
+
+    `session: cn` is the A-share mode: A-share codes, prices in 0.01 CNY within the daily price
+    limits, limit-up streaks locked at one price (`limit_streak_share` of (day, name) cells start
+    one), the ``cn`` trading rules' fields and minute bars on the 240-slot cn clock.
+    `minute_slots` defaults to 390 (09:31-16:00) for ``us`` and 240 for ``cn``.
+    """
 
     n_instruments: int = Field(200, ge=2)
     n_days: int = Field(750, ge=8)
@@ -35,14 +41,21 @@ class SyntheticSpec(Strict):
     signal_strength: float = Field(0.05, ge=0)
     intraday_strength: float = Field(0.003, ge=0)
     minute_days: int | None = Field(None, ge=1)
-    minute_slots: int = Field(390, ge=2)
+    minute_slots: int | None = Field(None, ge=2)
     n_sectors: int = Field(8, ge=1)
     late_listing_share: float = Field(0.1, ge=0, le=1)
     suspension_share: float = Field(0.2, ge=0, le=1)
+    session: Literal["us", "cn"] = "us"
+    limit_streak_share: float = Field(0.004, ge=0, le=0.2)
 
 
 class DataSpec(Strict):
-    """Where the market comes from: the synthetic market, a market store, or a bar file."""
+    """Where the market comes from: the synthetic market, a market store, or a bar file.
+
+    `session` (us, cn, cn_open or segments) and `rules` (us, cn, cn_locked) restate what a store
+    recorded at import (a disagreement is an error) or what the synthetic market's `session`
+    implies; for a bar file, `rules` are applied to its bars.
+    """
 
     source: Literal["synthetic", "store", "file"] = "synthetic"
     synthetic: SyntheticSpec = SyntheticSpec()
@@ -51,6 +64,8 @@ class DataSpec(Strict):
     end: dt.date | None = None
     instruments: list[str] | None = None
     minute: bool = False
+    session: str | None = None
+    rules: Literal["us", "cn", "cn_locked"] | None = None
 
     @model_validator(mode="after")
     def _path_given(self) -> DataSpec:
@@ -67,9 +82,14 @@ class DataSpec(Strict):
 
 
 class LabelSpec(Strict):
+    """The forward-return label; `tradable`: ``entry`` leaves it NaN where the entry bar (row
+    t + delay) is not tradable, ``none`` never, ``auto`` (default) = ``entry`` when the market has
+    a ``tradable`` field (data imported with trading rules, the synthetic cn market)."""
+
     price: str = "close"
     horizon: int = Field(1, ge=1)
     delay: int = Field(1, ge=0)
+    tradable: Literal["auto", "entry", "none"] = "auto"
 
 
 class Segment(Strict):

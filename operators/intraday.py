@@ -7,6 +7,8 @@ values depend on that day's bars only.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
@@ -87,6 +89,7 @@ def buy_sell_volume(
     low: np.ndarray,
     close: np.ndarray,
     volume: np.ndarray,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split each bar's volume into (buy, sell) by where the close sits in the bar's range.
 
@@ -95,7 +98,8 @@ def buy_sell_volume(
       outside the range, i.e. inconsistent data, counts as all buy or all sell);
     * otherwise (no range): close > open -> all buy, close < open -> all sell, else half/half.
     buy = volume * share, sell = volume - buy (so buy + sell == volume up to rounding).
-    Both are NaN where any of the five inputs is NaN.
+    Both are NaN where any of the five inputs is NaN. `workers` threads share the days (the
+    values do not depend on it).
     """
     o, h, lo, c, v = (np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
     shape = v.shape
@@ -103,5 +107,15 @@ def buy_sell_volume(
         raise ValueError(f"buy_sell_volume needs equal shapes, got {[a.shape for a in (o, h, lo, c, v)]}")
     buy = np.empty(shape)
     sell = np.empty(shape)
-    _buy_sell_volume(o, h, lo, c, v, buy, sell)
+    bounds = np.linspace(0, shape[0], max(1, min(workers, shape[0])) + 1).astype(int)
+    days = [slice(first, stop) for first, stop in zip(bounds[:-1], bounds[1:])]
+
+    def split(rows: slice) -> None:
+        _buy_sell_volume(o[rows], h[rows], lo[rows], c[rows], v[rows], buy[rows], sell[rows])
+
+    if len(days) == 1:
+        split(days[0])
+    else:
+        with ThreadPoolExecutor(len(days)) as pool:
+            list(pool.map(split, days))
     return buy, sell

@@ -17,6 +17,13 @@ slots, missing minutes (NaN, or any non-finite value) being gaps:
 6. band power ratio = sum(P[1/high <= f <= 1/low, f != 0]) / sum(P[f != 0]) for the band of
    periods (low, high) minutes.
 
+Gaps: step 2 fills missing minutes with 0 in place, so the series keeps the session's clock.
+`fft_band_dropna` follows the drip-stone note instead: the valid minutes are packed together
+(gaps dropped, the series compressed), the Hann window spans those m minutes (`np.hanning(m)`)
+and the FFT length stays that of the session (256 for every grid of up to 256 slots, as the
+note's zero-pad to 256; a longer grid keeps n = M where the note would use max(m, 256)). On a
+day without gaps the two agree exactly.
+
 Fewer than 10 valid minutes, or a total power ~0 (sum(P[f != 0]) <= 1e-20 * n * sum of the
 squared clipped valid minutes: a flat series), give NaN: missing, not neutral.
 
@@ -165,8 +172,10 @@ def _prepare(
     buf: np.ndarray,
     index: np.ndarray,
     scale: np.ndarray,
+    drop_gaps: bool = False,
 ) -> int:
-    """Despike, demean, gap-fill and window every (day, name) series of x (B, N, M) into buf.
+    """Despike, demean, gap-fill (or, with drop_gaps, pack the valid minutes) and window every
+    (day, name) series of x (B, N, M) into buf.
 
     Only series with at least MIN_VALID valid minutes get a row: rows are packed at the top of
     buf (rows, n), index[row] is the series' flat position b * N + i, scale[row] is
@@ -201,10 +210,18 @@ def _prepare(
                     total += value
                     squares += value * value
             mean = total / m
-            for j in range(slots):
-                value = row[j]
-                row[j] = (value - mean) * window[j] if np.isfinite(value) else 0.0
-            row[slots:] = 0.0
+            if drop_gaps:
+                k = 0
+                for j in range(slots):
+                    if np.isfinite(row[j]):
+                        row[k] = (row[j] - mean) * (0.5 - 0.5 * np.cos(2.0 * np.pi * k / (m - 1)))
+                        k += 1
+                row[m:] = 0.0
+            else:
+                for j in range(slots):
+                    value = row[j]
+                    row[j] = (value - mean) * window[j] if np.isfinite(value) else 0.0
+                row[slots:] = 0.0
             index[rows] = b * names + i
             scale[rows] = n * squares
             rows += 1
@@ -359,7 +376,11 @@ SERIAL = Blocking()
 
 
 def spectral_panel(
-    x: np.ndarray, reduce: Reducer, clip: int = CLIP_MAD, blocking: Blocking = SERIAL
+    x: np.ndarray,
+    reduce: Reducer,
+    clip: int = CLIP_MAD,
+    blocking: Blocking = SERIAL,
+    drop_gaps: bool = False,
 ) -> np.ndarray:
     """Reduce the power spectrum of every (day, name) series of x (T, N, M) to a (T, N) panel.
 
@@ -381,7 +402,7 @@ def spectral_panel(
         scale = np.empty(capacity)
 
         def process(t0: int) -> None:
-            rows = _prepare(x[t0 : t0 + step], clip, window, buf, index, scale)
+            rows = _prepare(x[t0 : t0 + step], clip, window, buf, index, scale, drop_gaps)
             if rows:
                 spectra = np.fft.rfft(buf[:rows], axis=1)
                 out[t0 : t0 + step].reshape(-1)[index[:rows]] = reduce(spectra, scale[:rows])
@@ -393,11 +414,18 @@ def spectral_panel(
 
 
 def band_ratio(
-    x: np.ndarray, low: float, high: float, clip: int = CLIP_MAD, blocking: Blocking = SERIAL
+    x: np.ndarray,
+    low: float,
+    high: float,
+    clip: int = CLIP_MAD,
+    blocking: Blocking = SERIAL,
+    drop_gaps: bool = False,
 ) -> np.ndarray:
     """Band power ratio (steps 1-6 of the module doc) of every (day, name) series of x."""
     k0, k1 = band_bins(fft_length(x.shape[-1]), low, high)
-    return spectral_panel(x, lambda spectra, scale: _band_ratio(spectra, scale, k0, k1), clip, blocking)
+    return spectral_panel(
+        x, lambda spectra, scale: _band_ratio(spectra, scale, k0, k1), clip, blocking, drop_gaps
+    )
 
 
 def _session_halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -429,6 +457,21 @@ def fft_band(
     x: np.ndarray, low: float = 2.0, high: float = 5.0, *, blocking: Blocking = SERIAL
 ) -> np.ndarray:
     return band_ratio(x, low, high, CLIP_MAD, blocking)
+
+
+@operator(
+    "fft_band_dropna",
+    Arg.intraday("x"),
+    _LOW,
+    _HIGH,
+    family="spectral",
+    doc="fft_band over the day's valid minutes packed together (gaps dropped, Hann over them), "
+    "as the drip-stone note computes it; fft_band on a day without gaps",
+)
+def fft_band_dropna(
+    x: np.ndarray, low: float = 2.0, high: float = 5.0, *, blocking: Blocking = SERIAL
+) -> np.ndarray:
+    return band_ratio(x, low, high, CLIP_MAD, blocking, drop_gaps=True)
 
 
 @operator(

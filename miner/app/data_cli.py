@@ -24,14 +24,37 @@ def data_import_command(
     drop_suspect: Annotated[
         bool, typer.Option(help="Drop rows flagged by a boolean 'suspect' column.")
     ] = False,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            help="Minute bars: the session grid, us (09:30-16:00), cn (09:31-11:30,13:01-15:00), "
+            "cn_open (09:30 bar kept) or segments like '09:30-11:30,13:00-15:00@Asia/Shanghai'. "
+            "Default: the store's, else us. The store records it."
+        ),
+    ] = None,
+    rules: Annotated[
+        str | None,
+        typer.Option(
+            help="Daily bars: trading rules us, cn or cn_locked (price limits and the 'tradable' "
+            "field). The store records them."
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Import (upsert) bars into the market store; bad input leaves the store unchanged."""
     from miner.market.store import import_file
 
     mapping = parse_column_map(column or [])
-    report = import_file(path, kind=kind, store=store, column_map=mapping, drop_suspect=drop_suspect)
-    console.print(str(report))
+    report = import_file(
+        path,
+        kind=kind,
+        store=store,
+        column_map=mapping,
+        drop_suspect=drop_suspect,
+        session=session,
+        rules=rules,
+    )
+    console.print(str(report), markup=False, highlight=False, soft_wrap=True)
 
 
 def parse_column_map(items: list[str]) -> dict[str, str]:

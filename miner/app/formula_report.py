@@ -13,9 +13,10 @@ from evaluation import factor_summary
 from evaluation.labels import DEFAULT_HORIZONS
 from miner.app.output import write_table
 from miner.errors import DataError
-from miner.lang import canonical, evaluate
+from miner.lang import canonical, evaluate, reads_intraday
 from miner.market import MarketData
 from miner.market.ingest import read_bar_file
+from miner.market.rules import label_mask
 from miner.market.store import load_market
 
 
@@ -28,14 +29,17 @@ class FormulaReport:
 
 def evaluate_formula(formula: str, data: Path, output: Path | None, horizons: str | None) -> FormulaReport:
     """Evaluate `formula` on the bars at `data`, write its values to `output` when given and
-    summarise it against forward returns at `horizons` ("1,5,10,20"; default `DEFAULT_HORIZONS`)."""
+    summarise it against forward returns at `horizons` ("1,5,10,20"; default `DEFAULT_HORIZONS`),
+    NaN where the entry bar is not tradable when the data has trading rules."""
     steps = DEFAULT_HORIZONS if horizons is None else parse_horizons(horizons)
-    market = read_market(data)
+    market = read_market(data, minute=reads_intraday(formula))
     values = evaluate(formula, market)
     written = 0
     if output is not None:
         written = write_long(values, market, output)
-    summary = factor_summary(values, market.fields["close"], horizons=steps)
+    summary = factor_summary(
+        values, market.fields["close"], horizons=steps, tradable=label_mask(market, "auto")
+    )
     return FormulaReport(canonical(formula), summary, written)
 
 
@@ -52,12 +56,13 @@ def parse_horizons(text: str) -> tuple[int, ...]:
     return steps
 
 
-def read_market(path: Path) -> MarketData:
-    """MarketData from a market store (.duckdb) or a long daily-bar file (.parquet / .csv)."""
+def read_market(path: Path, minute: bool = False) -> MarketData:
+    """MarketData from a market store (.duckdb; with its minute bars when `minute`) or a long
+    daily-bar file (.parquet / .csv)."""
     if path.suffix == ".duckdb":
         if not path.exists():
             raise DataError(f"{path}: no such file")
-        return load_market(path)
+        return load_market(path, minute=minute)
     return MarketData.from_frame(read_bar_file(path), source=str(path))
 
 

@@ -17,7 +17,7 @@ from miner.errors import MinerError
 from miner.lang import canonical
 from miner.library import FactorLibrary
 from miner.market.ingest import read_bar_file
-from miner.market.synthetic import synthetic_frames
+from miner.market.synthetic import RULES_OF_SESSION, synthetic_frames
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,15 @@ def ensure_market(library: FactorLibrary, config: ExperimentConfig) -> None:
         return
     source = config.data
     if source.source == "synthetic":
+        session = source.synthetic.session
         daily, minute = synthetic_frames(**source.synthetic.model_dump())
-        library.market_store.import_frame(daily, "daily", source="synthetic market")
+        store = library.market_store
+        store.import_frame(daily, "daily", source="synthetic market", rules=RULES_OF_SESSION[session])
         if minute is not None:
-            library.market_store.import_frame(minute, "minute", source="synthetic market")
+            store.import_frame(minute, "minute", source="synthetic market", session=session)
     elif source.source == "file":
         library.market_store.import_frame(
-            read_bar_file(source.location), "daily", source=str(source.location)
+            read_bar_file(source.location), "daily", source=str(source.location), rules=source.rules
         )
     else:
         raise MinerError(

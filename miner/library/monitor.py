@@ -14,6 +14,7 @@ from miner.errors import LibraryError
 from miner.library import DEFAULT_MONITOR_WINDOW
 from miner.library.market_view import day_of
 from miner.library.schema import write_transaction
+from miner.market.rules import label_mask
 
 if TYPE_CHECKING:
     from miner.library.library import FactorLibrary
@@ -24,7 +25,8 @@ def monitor(
 ) -> pd.DataFrame:
     """Per date and rolling over `window` dates: IC, rank IC, ICIR, turnover, coverage.
 
-    Against the forward return ``close[t+delay+horizon] / close[t+delay] - 1``. Per-date
+    Against the forward return ``close[t+delay+horizon] / close[t+delay] - 1`` (NaN where the
+    entry bar is not tradable when the market store has trading rules). Per-date
     columns: ic, rank_ic (names valid in both, at least 10), turnover (1 - rank autocorrelation
     with the previous date), coverage (share of the names with a close that have a value).
     Rolling columns (at least max(2, window // 2) finite dates): ic_mean, rank_ic_mean, icir and
@@ -41,7 +43,7 @@ def monitor(
         stop = int(np.searchsorted(market.dates, day_of(record.computed_through), "right"))
         factor = lib._stored_panel(factor_id, market.dates[:stop], market.universe)
     close = full.field("close")
-    label = forward_returns(close, horizon, delay)[:stop]
+    label = forward_returns(close, horizon, delay, label_mask(full, "auto"))[:stop]
     frame = monitor_frame(factor, label, close[:stop], market.dates[:stop], int(window))
     if not lib.read_only:
         _store_monitor(lib, factor_id, int(window), frame)

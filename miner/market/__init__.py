@@ -6,6 +6,6 @@ the pandas/DuckDB parts are in `miner.market.store`, `.ingest`, `.assemble` and 
 """
 
 from miner.market.panel import MarketData
-from miner.market.session import US_REGULAR_SESSION, SessionGrid
+from miner.market.session import CN_SESSION, US_REGULAR_SESSION, SessionGrid, session_grid
 
-__all__ = ["US_REGULAR_SESSION", "MarketData", "SessionGrid"]
+__all__ = ["CN_SESSION", "US_REGULAR_SESSION", "MarketData", "SessionGrid", "session_grid"]

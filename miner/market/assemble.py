@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,8 @@ from miner.errors import DataError
 from miner.market.fields import derivable_intraday, with_derived, with_derived_intraday
 from miner.market.ingest import DailyBars, validate_daily, validate_minute
 from miner.market.panel import MarketData
-from miner.market.session import NS_PER_DAY, NS_PER_MINUTE, SessionGrid
+from miner.market.rules import History, TradingRules, check_codes, rule_fields
+from miner.market.session import NS_PER_DAY, SessionGrid
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,17 @@ def market_from_frames(
     groups: frozenset[str],
     source: str,
     session: SessionGrid,
+    rules: TradingRules | None,
     max_intraday_bytes: int,
 ) -> MarketData:
     """`MarketData.from_frame`: validate the long frames, pivot the daily rows, scatter the minutes."""
-    market = assemble_daily(encode_rows(validate_daily(daily, source, groups)))
+    bars = validate_daily(daily, source, groups)
+    if rules is not None:
+        check_codes(rules, pd.unique(bars.instruments), source)
+    market = assemble_daily(encode_rows(bars), rules)
     if minute is None:
         return market
-    minutes = validate_minute(minute, source)
+    minutes = validate_minute(minute, source, session)
     codes, names = pd.factorize(minutes.instruments)
     instrument_index = index_of(market.instruments, np.asarray(names, dtype=object))[codes]
     cubes = minute_cubes(
@@ -65,6 +70,7 @@ class EncodedRows:
     instrument_index: np.ndarray
     numeric: dict[str, np.ndarray]
     labels: dict[str, tuple[np.ndarray, tuple[str, ...]]]
+    flags: dict[str, np.ndarray] = field(default_factory=dict)  # bool, the ones the rules read
 
 
 def encode_rows(bars: DailyBars) -> EncodedRows:
@@ -81,11 +87,16 @@ def encode_rows(bars: DailyBars) -> EncodedRows:
         instrument_index,
         bars.numeric,
         labels,
+        {name: flags for name, flags in bars.flags.items() if name == "st"},
     )
 
 
-def assemble_daily(rows: EncodedRows) -> MarketData:
-    """Pivot daily rows into a MarketData (derived fields added, all-missing columns dropped)."""
+def assemble_daily(
+    rows: EncodedRows, rules: TradingRules | None = None, history: History | None = None
+) -> MarketData:
+    """Pivot daily rows into a MarketData (derived fields added, all-missing columns dropped);
+    with trading rules, also their fields (`miner.market.rules`), `history` being what precedes
+    the rows' first date."""
     shape = (rows.dates.size, rows.instruments.size)
     fields = {
         name: _pivot(rows.date_index, rows.instrument_index, values, shape)
@@ -101,7 +112,28 @@ def assemble_daily(rows: EncodedRows) -> MarketData:
                 rows.date_index, rows.instrument_index, np.where(codes >= 0, codes, np.nan), shape
             )
             groups[name] = labels
-    return MarketData(rows.dates, rows.instruments, with_derived(fields), {}, groups)
+    fields = with_derived(fields)
+    if rules is not None:
+        history = history or History.none(shape[1], rows.dates[0])
+        st = _st_flags(rows, fields, shape)
+        derived = rule_fields(rules, rows.dates, rows.instruments, fields, st, history)
+        if "tradable" in fields:  # the data's own column wins, as for every derived field
+            del derived["tradable"]
+        fields.update(derived)
+    return MarketData(rows.dates, rows.instruments, fields, {}, groups)
+
+
+def _st_flags(
+    rows: EncodedRows, fields: Mapping[str, np.ndarray], shape: tuple[int, int]
+) -> np.ndarray | None:
+    """The (T, N) ST flags: a boolean `st` column, or a numeric one (non-zero = ST); None without."""
+    if "st" in rows.flags:
+        return (
+            _pivot(rows.date_index, rows.instrument_index, rows.flags["st"].astype(np.float64), shape) == 1.0
+        )
+    if "st" in fields:
+        return np.nan_to_num(fields["st"]) != 0.0
+    return None
 
 
 def _pivot(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -131,10 +163,8 @@ def minute_cubes(
             "select fewer dates"
         )
     day_number = np.floor_divide(timestamps, NS_PER_DAY)
-    offset = timestamps - day_number * NS_PER_DAY - session.start_ns
-    step = session.step_minutes * NS_PER_MINUTE
-    slot = np.floor_divide(offset, step)
-    on_grid = (offset % step == 0) & (slot >= 0) & (slot < slots)
+    slot = session.slot_of(timestamps - day_number * NS_PER_DAY)
+    on_grid = slot >= 0
     day_index = index_of(dates.astype(np.int64), day_number)
     known_day = day_index >= 0
     known_instrument = instrument_index >= 0
@@ -143,7 +173,7 @@ def minute_cubes(
     _warn_dropped(
         source,
         known_day & known_instrument & ~on_grid,
-        f"off the session grid {session.start}..{session.end}",
+        f"off the {session}",
     )
     keep = known_day & known_instrument & on_grid
     flat = (day_index[keep] * n_instruments + instrument_index[keep]) * slots + slot[keep]

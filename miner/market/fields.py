@@ -6,6 +6,8 @@ Derived fields (added when the input does not carry a column of that name):
   missing or the previous close is 0.
 * ``vwap``: ``amount / volume`` when ``amount`` exists (NaN where volume is 0 or missing), else
   ``(high + low + close) / 3`` when high and low exist, else a copy of ``close``.
+* with trading rules, ``tradable`` and the A-share ``limit_up`` / ``limit_down``
+  (`miner.market.rules`).
 
 Derived intraday fields, computed once where the minute cubes are assembled (`from_frame`,
 `load_market`, the synthetic market) and stored next to open/high/low/close/volume in
@@ -79,7 +81,7 @@ def with_derived_intraday(cubes: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
     if "minute_returns" in wanted:
         out["minute_returns"] = minute_returns(out["close"])
     if "buy_volume" in wanted or "sell_volume" in wanted:
-        split = buy_sell_volume(*(out[name] for name in MINUTE_FIELDS))
+        split = buy_sell_volume(out["open"], out["high"], out["low"], out["close"], out["volume"])
         out.update((name, cube) for name, cube in zip(("buy_volume", "sell_volume"), split) if name in wanted)
     return out
 

@@ -18,10 +18,12 @@ import numpy as np
 
 from miner.errors import DataError
 from miner.market.fields import DEFAULT_GROUPS
-from miner.market.session import US_REGULAR_SESSION, SessionGrid
+from miner.market.session import DEFAULT_SESSION, SessionGrid
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from miner.market.rules import TradingRules
 
 MAX_INTRADAY_BYTES = 4 * 2**30
 
@@ -176,7 +178,8 @@ class MarketData:
         *,
         groups: Iterable[str] = DEFAULT_GROUPS,
         source: str = "frame",
-        session: SessionGrid = US_REGULAR_SESSION,
+        session: SessionGrid | str = DEFAULT_SESSION,
+        rules: TradingRules | str | None = None,
         max_intraday_bytes: int = MAX_INTRADAY_BYTES,
     ) -> MarketData:
         """Build from long DataFrames: daily (`date`, `instrument`, fields...) and minute bars.
@@ -189,13 +192,26 @@ class MarketData:
         (the file already owns them).
 
         Minute bars (`datetime`, `instrument`, open/high/low/close/volume; other columns ignored)
-        are placed on `session`'s grid; the daily dates and instruments are the master: bars on
-        other days or of other instruments, and bars off the grid, are dropped with a logged
-        warning. Missing minutes are NaN.
+        are placed on the slots of `session` (a `SessionGrid` or a spec: ``us``, ``cn``,
+        ``cn_open`` or segments, `miner.market.session`), tz-aware times converted to its zone;
+        the daily dates and instruments are the master: bars on other days or of other
+        instruments, and bars off the grid, are dropped with a logged warning. Missing minutes
+        are NaN. `rules` (``us``, ``cn``, ``cn_locked``; `miner.market.rules`) add the derived
+        ``tradable`` field (and, for A-shares, ``limit_up`` / ``limit_down``).
         """
         from miner.market.assemble import market_from_frames  # pandas-based: loaded on use
+        from miner.market.rules import trading_rules
+        from miner.market.session import session_grid
 
-        return market_from_frames(daily, minute, frozenset(groups), source, session, max_intraday_bytes)
+        return market_from_frames(
+            daily,
+            minute,
+            frozenset(groups),
+            source,
+            session_grid(session),
+            None if rules is None else trading_rules(rules),
+            max_intraday_bytes,
+        )
 
 
 def _frozen_panel(name: str, array: np.ndarray, shape: tuple[int, int], cube: bool = False) -> np.ndarray:

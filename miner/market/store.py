@@ -1,7 +1,11 @@
 """The DuckDB market store: validated, transactional imports and panel loads.
 
 `import_file` validates a CSV or Parquet file and upserts it in one transaction; `load_market`
-reads a panel back.
+reads a panel back. The store records, in ``store_meta``, the session grid of its minute bars
+(``minute_session``, set by the first minute import; a store with minute bars and no record is on
+the ``us`` grid, the only one before sessions were recorded) and the trading rules of its daily
+bars (``trading_rules``, set by ``--rules``); loads use them, and an import that names another
+session or other rules is an error.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from miner.market.ingest import (
     validate_minute,
 )
 from miner.market.panel import MAX_INTRADAY_BYTES, MarketData, names_of, to_day
-from miner.market.session import US_REGULAR_SESSION, SessionGrid
+from miner.market.rules import History, TradingRules, check_codes, trading_rules
+from miner.market.session import DEFAULT_SESSION, SessionGrid, session_grid
 from miner.storage import Migration, Schema, connect, migrate, schema_version, transaction
 
 log = logging.getLogger(__name__)
@@ -70,6 +75,9 @@ CREATE TABLE IF NOT EXISTS data_changes (
 """
 _STORE_KIND = {"DOUBLE": "numeric", "VARCHAR": "label", "BOOLEAN": "flag"}
 SCHEMA = Schema("store", "market store", (Migration(1, "daily_bars, minute_bars, data_changes", _TABLES_V1),))
+SESSION_KEY, RULES_KEY = "minute_session", "trading_rules"  # store_meta keys
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of a DuckDB database file
+_DATA_FILE_SUFFIXES = {".parquet", ".pq", ".csv", ".tsv", ".json", ".arrow", ".feather", ".xlsx", ".txt"}
 
 
 @dataclass(frozen=True)
@@ -85,14 +93,20 @@ class ImportReport:
     last_date: dt.date
     dropped_suspect: int = 0
     ignored_columns: tuple[str, ...] = ()
+    dropped_off_grid: int = 0
+    recorded: str = ""  # the session (minute) or trading rules (daily) the store records
 
     def __str__(self) -> str:
         text = (
             f"{self.source}: {self.rows} {self.kind} rows ({self.replaced} replaced), "
             f"{self.instruments} instruments, {self.first_date}..{self.last_date}"
         )
+        if self.recorded:
+            text += f", {self.recorded}"
         if self.dropped_suspect:
             text += f", {self.dropped_suspect} suspect rows dropped"
+        if self.dropped_off_grid:
+            text += f", dropped {self.dropped_off_grid} bar(s) off the session"
         if self.ignored_columns:
             text += f", ignored columns: {', '.join(self.ignored_columns)}"
         return text
@@ -116,6 +130,7 @@ class MarketStore:
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        _refuse_data_file(self.path)
         self._con = connect(self.path, read_only, "market store", DataError)
         self._owns_connection = True
         self._prepare()
@@ -162,13 +177,17 @@ class MarketStore:
         column_map: Mapping[str, str] | None = None,
         *,
         drop_suspect: bool = False,
+        session: str | SessionGrid | None = None,
+        rules: str | TradingRules | None = None,
     ) -> ImportReport:
         """Validate a CSV or Parquet file and upsert it, all or nothing.
 
         Errors name the file, the column and the row (0-based data row, header excluded).
         """
         frame = read_bar_file(Path(path), kind, column_map)
-        return self.import_frame(frame, kind, source=str(path), drop_suspect=drop_suspect)
+        return self.import_frame(
+            frame, kind, source=str(path), drop_suspect=drop_suspect, session=session, rules=rules
+        )
 
     def import_frame(
         self,
@@ -177,16 +196,26 @@ class MarketStore:
         *,
         source: str = "frame",
         drop_suspect: bool = False,
+        session: str | SessionGrid | None = None,
+        rules: str | TradingRules | None = None,
     ) -> ImportReport:
         """Validate a long DataFrame and upsert it in one transaction (all or nothing).
 
         Rows flagged by a boolean ``suspect`` column are imported as they are unless `drop_suspect`.
-        Column names are lower-cased (DuckDB identifiers ignore case).
+        Column names are lower-cased (DuckDB identifiers ignore case). Minute bars go on
+        `session` (default: the store's, else ``us``), which the store records; bars off it are
+        dropped with a logged count. Daily bars may name trading `rules` (``us``, ``cn``,
+        ``cn_locked``), which the store records and loads then apply. Naming a session or
+        rules other than the store's is an error.
         """
         if self.read_only:
             raise DataError(f"market store {self.path} is open read-only")
         if kind not in ("daily", "minute"):
             raise DataError(f"{source}: unknown import kind {kind!r} (expected 'daily' or 'minute')")
+        if kind == "daily" and session is not None:
+            raise DataError(f"{source}: a session applies to minute bars, not to a daily import")
+        if kind == "minute" and rules is not None:
+            raise DataError(f"{source}: trading rules apply to daily bars, not to a minute import")
         frame = normalized_columns(frame, source)
         dropped = 0
         if drop_suspect and "suspect" in frame.columns:
@@ -196,12 +225,63 @@ class MarketStore:
             dropped = int(suspect.sum())
             frame = frame.loc[~suspect]
         if kind == "daily":
-            return self._write_daily(
-                validate_daily(frame, source, frozenset(DEFAULT_GROUPS)), source, dropped
-            )
-        return self._write_minute(validate_minute(frame, source), source, dropped)
+            chosen = self._rules_for(rules, source)
+            bars = validate_daily(frame, source, frozenset(DEFAULT_GROUPS))
+            return self._write_daily(bars, source, dropped, chosen)
+        grid = self._session_for(session, source)
+        return self._write_minute(validate_minute(frame, source, grid), source, dropped, grid)
 
-    def _write_daily(self, bars: DailyBars, source: str, dropped: int) -> ImportReport:
+    # ---- what the store records --------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        rows = self._con.execute("SELECT value FROM store_meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def _record(self, key: str, value: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, value])
+
+    def minute_session(self) -> SessionGrid | None:
+        """The session grid of the stored minute bars; None when the store has none."""
+        spec = self._meta(SESSION_KEY)
+        if spec is not None:
+            return session_grid(spec)
+        has_minutes = self._con.execute("SELECT count(*) FROM (SELECT 1 FROM minute_bars LIMIT 1)").fetchall()
+        return DEFAULT_SESSION if has_minutes[0][0] else None
+
+    def rules(self) -> TradingRules | None:
+        """The trading rules the daily bars were imported with; None without."""
+        name = self._meta(RULES_KEY)
+        return None if name is None else trading_rules(name)
+
+    def _session_for(self, asked: str | SessionGrid | None, source: str) -> SessionGrid:
+        stored = self.minute_session()
+        if asked is None:
+            return stored or DEFAULT_SESSION
+        grid = session_grid(asked)
+        if stored is not None and grid != stored:
+            self._refuse(source, f"session {grid.spec!r}", f"holds minute bars on the {stored}")
+        return grid
+
+    def _rules_for(self, asked: str | TradingRules | None, source: str) -> TradingRules | None:
+        stored = self.rules()
+        if asked is None:
+            return stored
+        chosen = trading_rules(asked)
+        if stored is not None and chosen != stored:
+            self._refuse(source, f"trading rules {chosen.name!r}", f"records {stored.name!r}")
+        return chosen
+
+    def _refuse(self, source: str, asked: str, recorded: str) -> None:
+        """An import that names another session or other rules than the store recorded."""
+        raise DataError(
+            f"{source}: {asked}, but the market store {self.path} {recorded}; import into another store"
+        )
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    def _write_daily(
+        self, bars: DailyBars, source: str, dropped: int, rules: TradingRules | None
+    ) -> ImportReport:
         incoming_kinds = {name: "numeric" for name in bars.numeric}
         incoming_kinds.update({name: "label" for name in bars.labels})
         incoming_kinds.update({name: "flag" for name in bars.flags})
@@ -211,6 +291,10 @@ class MarketStore:
             replaced = self._upsert("daily_bars", "date", table)
             first, last = bars.dates.min(), bars.dates.max()
             self._log_change("daily", first, source, len(bars.dates))
+            if rules is not None:
+                stored = self._con.execute("SELECT DISTINCT instrument FROM daily_bars").fetchall()
+                check_codes(rules, np.array([name for (name,) in stored], dtype=object), source)
+                self._record(RULES_KEY, rules.name)
         return ImportReport(
             source,
             "daily",
@@ -221,6 +305,7 @@ class MarketStore:
             last.item(),
             dropped,
             (),
+            recorded=f"trading rules {rules.name}" if rules is not None else "",
         )
 
     def _upsert(self, table: str, time_column: str, incoming: pa.Table) -> int:
@@ -236,22 +321,22 @@ class MarketStore:
             self._con.unregister("incoming_bars")
         return int(replaced)
 
-    def _write_minute(self, bars: MinuteBars, source: str, dropped: int) -> ImportReport:
+    def _write_minute(
+        self, validated: MinuteBars, source: str, dropped: int, session: SessionGrid
+    ) -> ImportReport:
+        bars = validated.on_grid(session, source)
+        if bars.timestamps.size == 0:
+            raise DataError(f"{source}: no minute bars on the {session}; nothing imported")
         columns: dict[str, Any] = {
             "datetime": pa.array(bars.timestamps.astype("datetime64[ns]")),
             "instrument": pa.array(bars.instruments, type=pa.string()),
         }
-        for name in MINUTE_FIELDS:
-            values = bars.values.get(name)
-            columns[name] = (
-                pa.array(values, from_pandas=True)
-                if values is not None
-                else pa.nulls(len(bars.timestamps), pa.float64())
-            )
+        columns.update({name: pa.array(bars.values[name], from_pandas=True) for name in MINUTE_FIELDS})
         days = bars.timestamps.astype("datetime64[ns]").astype("datetime64[D]")
         with transaction(self._con, f"{source}: import failed, store unchanged", DataError):
             replaced = self._upsert("minute_bars", "datetime", pa.table(columns))
             self._log_change("minute", days.min(), source, len(days))
+            self._record(SESSION_KEY, session.spec)
         return ImportReport(
             source,
             "minute",
@@ -262,6 +347,8 @@ class MarketStore:
             days.max().item(),
             dropped,
             bars.ignored,
+            validated.timestamps.size - bars.timestamps.size,
+            f"on the {session}",
         )
 
     def _extend_daily_columns(self, incoming: Mapping[str, str], source: str) -> dict[str, str]:
@@ -302,13 +389,15 @@ class MarketStore:
         instruments: Iterable[str] | None = None,
         minute: bool = False,
         *,
-        session: SessionGrid = US_REGULAR_SESSION,
+        session: str | SessionGrid | None = None,
         max_intraday_bytes: int = MAX_INTRADAY_BYTES,
     ) -> MarketData:
         """The stored panel for dates start..end (inclusive) and the named instruments (None = all).
 
         A stored column that is entirely NULL in the selection counts as absent (so ``vwap`` is
-        derived when no import supplied it). Boolean columns (``suspect``) are not loaded.
+        derived when no import supplied it). Boolean columns (``suspect``) are not loaded. Minute
+        bars come on the store's session grid (`session`, when given, must be the same); the
+        store's trading rules add their fields, computed as a load of the whole history would.
         """
         first = None if start is None else to_day(start)
         last = None if end is None else to_day(end)
@@ -319,11 +408,43 @@ class MarketStore:
             if missing:
                 names = ", ".join(missing[:10])
                 raise DataError(f"market store {self.path}: no daily bars for instrument(s) {names}")
-        market = assemble_daily(rows)
+        rules = self.rules()
+        market = assemble_daily(rows, rules, self._history(rows) if rules is not None else None)
         if not minute:
             return market
-        cubes = self._fetch_minute_cubes(market, session, max_intraday_bytes)
+        grid = self.minute_session() or DEFAULT_SESSION
+        if session is not None and session_grid(session) != grid:
+            raise DataError(
+                f"market store {self.path} holds minute bars on the {grid}, not on the "
+                f"{session_grid(session)}"
+            )
+        cubes = self._fetch_minute_cubes(market, grid, max_intraday_bytes)
         return MarketData(market.dates, market.instruments, market.fields, cubes, market.groups)
+
+    def _history(self, rows: EncodedRows) -> History:
+        """What the store holds before the rows' first date, for their instruments."""
+        names = pa.table({"instrument": pa.array(rows.instruments, type=pa.string())})
+        self._con.register("load_instruments", names)
+        try:
+            table = self._con.sql(
+                "SELECT i.instrument, arg_max(b.close, b.date) AS last_close, count(b.close) AS bars, "
+                "min(b.date) AS first_date FROM load_instruments i LEFT JOIN daily_bars b "
+                "ON b.instrument = i.instrument AND b.date < ? AND b.close IS NOT NULL "
+                "GROUP BY i.instrument ORDER BY i.instrument",
+                params=[pd.Timestamp(rows.dates[0]).date()],
+            ).to_arrow_table()
+            [(start,)] = self._con.execute(
+                "SELECT min(date) FROM daily_bars WHERE close IS NOT NULL"
+            ).fetchall()
+        finally:
+            self._con.unregister("load_instruments")
+        first_date = table.column("first_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        return History(
+            _arrow_floats(table.column("last_close")),
+            table.column("bars").to_numpy().astype(np.int64),
+            np.where(np.isnan(first_date), np.iinfo(np.int64).min, first_date).astype("datetime64[D]"),
+            np.datetime64(start, "D"),
+        )
 
     def _fetch_daily(
         self, first: np.datetime64 | None, last: np.datetime64 | None, wanted: list[str] | None
@@ -331,8 +452,9 @@ class MarketStore:
         """One query kept in Arrow: strings are dictionary-encoded there, never Python objects."""
         kinds = self._daily_columns()
         loaded = [name for name, kind in kinds.items() if kind in ("numeric", "label")]
+        flags = ["st"] if kinds.get("st") == "flag" else []  # read by the trading rules
         where, params = _filters("date", first, last, wanted)
-        selected = ", ".join(f'"{name}"' for name in ["date", "instrument", *loaded])
+        selected = ", ".join(f'"{name}"' for name in ["date", "instrument", *loaded, *flags])
         table = self._con.sql(f"SELECT {selected} FROM daily_bars {where}", params=params).to_arrow_table()
         if table.num_rows == 0:
             raise DataError(
@@ -349,6 +471,7 @@ class MarketStore:
             instrument_index,
             {name: _arrow_floats(table.column(name)) for name in loaded if kinds[name] == "numeric"},
             {name: _sorted_codes(table.column(name)) for name in loaded if kinds[name] == "label"},
+            {name: table.column(name).fill_null(False).to_numpy() for name in flags},
         )
 
     def _fetch_minute_cubes(
@@ -472,12 +595,16 @@ def import_file(
     column_map: Mapping[str, str] | None = None,
     *,
     drop_suspect: bool = False,
+    session: str | SessionGrid | None = None,
+    rules: str | TradingRules | None = None,
 ) -> ImportReport:
-    """Import a CSV or Parquet file of daily or minute bars into the store (created if absent)."""
+    """Import a CSV or Parquet file of daily or minute bars into the store (created if absent);
+    `session` (minute) and `rules` (daily) as `MarketStore.import_frame`."""
+    options: dict[str, Any] = {"drop_suspect": drop_suspect, "session": session, "rules": rules}
     if isinstance(store, MarketStore):
-        return store.import_file(path, kind, column_map, drop_suspect=drop_suspect)
+        return store.import_file(path, kind, column_map, **options)
     with MarketStore(store) as opened:
-        return opened.import_file(path, kind, column_map, drop_suspect=drop_suspect)
+        return opened.import_file(path, kind, column_map, **options)
 
 
 def load_market(
@@ -487,10 +614,11 @@ def load_market(
     instruments: Iterable[str] | None = None,
     minute: bool = False,
     *,
-    session: SessionGrid = US_REGULAR_SESSION,
+    session: str | SessionGrid | None = None,
     max_intraday_bytes: int = MAX_INTRADAY_BYTES,
 ) -> MarketData:
-    """Load a MarketData from the market store (a path is opened read-only for the call)."""
+    """Load a MarketData from the market store (a path is opened read-only for the call); minute
+    bars on the session the store recorded at import."""
     if isinstance(store, MarketStore):
         return store.load(
             start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
@@ -498,4 +626,18 @@ def load_market(
     with MarketStore(store, read_only=True) as opened:
         return opened.load(
             start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
+        )
+
+
+def _refuse_data_file(path: Path) -> None:
+    """A market store must be a DuckDB database file: DuckDB would open a Parquet or CSV path as
+    an empty in-memory database and the import would vanish."""
+    if path.is_file():
+        with path.open("rb") as handle:
+            header = handle.read(12)
+        if header[8:12] != _DUCKDB_MAGIC:
+            raise DataError(f"{path} is not a DuckDB database file; name a market store, e.g. market.duckdb")
+    elif path.suffix.lower() in _DATA_FILE_SUFFIXES:
+        raise DataError(
+            f"{path} names a {path.suffix} data file, not a DuckDB market store; use e.g. market.duckdb"
         )

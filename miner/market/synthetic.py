@@ -25,11 +25,21 @@ bridge from the daily open to the daily close, kept inside the daily high/low: t
 close equals the daily close and the minute volumes sum to the daily volume. Minute volume is a
 U-shaped intraday profile x lognormal noise, plus, on pulse (day, name) cells, a spike every
 ``p`` minutes (``p`` drawn from 2..5): power in the 2-5 minute band of the volume spectrum.
-The `minute_slots` bars of a day are labelled with the minutes that end at 16:00 (09:31..16:00
-for 390), so they sit on the default US session grid of `miner.market` (391 slots would fill it).
-The market also carries the derived intraday fields of `miner.market.fields` (minute_returns, buy_volume,
-sell_volume). Intraday cubes are (T, N, M) float64, 8*T*N*M bytes each, eight of them: keep N
-and T modest.
+The `minute_slots` bars of a day are labelled with the last `minute_slots` slots of the session
+(us: 09:31..16:00 for the default 390, on the 391-slot US grid; cn: all 240 slots of
+09:31-11:30 + 13:01-15:00). The market also carries the derived intraday fields of
+`miner.market.fields` (minute_returns, buy_volume, sell_volume). Intraday cubes are (T, N, M)
+float64, 8*T*N*M bytes each, eight of them: keep N and T modest.
+
+The A-share mode (``session="cn"``): instruments get A-share codes (main boards, ChiNext, STAR
+and Beijing), prices are in 0.01 CNY and every close, open, high and low stays within the daily
+price limits of `miner.market.rules` (the closes path is rounded and clipped day by day), and a
+(day, name) cell with at least five earlier bars starts, with probability `limit_streak_share`, a
+limit-up streak (1 + geometric(0.45) days, ~2.2 on average): each streak day is a one-price bar at
+the limit up with a twentieth of the usual volume. Streaks go on regardless of the planted signals,
+so a label that enters on a locked day earns the next limit-up: the trap that
+``label.tradable: entry`` removes. The market carries the ``cn`` rules' fields (``limit_up``,
+``limit_down``, ``tradable``), exactly as an import with ``--rules cn`` derives them.
 """
 
 from __future__ import annotations
@@ -45,8 +55,18 @@ from scipy.stats import rankdata
 
 from miner.config import SyntheticSpec
 from miner.errors import DataError
-from miner.market import US_REGULAR_SESSION, MarketData
+from miner.market import MarketData
 from miner.market.fields import derive_returns, with_derived_intraday
+from miner.market.rules import (
+    FREE_DAYS_REGISTERED,
+    RULES,
+    History,
+    limit_percent,
+    limit_prices,
+    previous_close,
+    rule_fields,
+)
+from miner.market.session import session_grid
 
 PLANTED_DAILY_FORMULA = "rank(delta(close, 5))"
 PLANTED_DAILY_SIGN = -1
@@ -56,6 +76,21 @@ START_DATE = "2020-01-01"
 
 _SIGNAL_WINDOW = 5
 _PULSE_ON, _PULSE_OFF = 0.05, 0.20  # Markov transition probabilities: stationary share 0.2
+_DEFAULT_MINUTE_SLOTS = {"us": 390, "cn": 240}
+RULES_OF_SESSION = {"us": None, "cn": "cn"}
+"""The trading rules a synthetic market of each session carries (an import of its frames needs)."""
+_STREAK_CONTINUES = 0.45  # geometric parameter of the streak length
+_LOCKED_VOLUME_SHARE = 0.05
+# A-share boards of the cn mode, in turn: (first code, exchange suffix)
+_A_SHARE_BOARDS = (
+    (600000, "SH"),
+    (1, "SZ"),
+    (600000, "SH"),
+    (1, "SZ"),
+    (300001, "SZ"),
+    (688001, "SH"),
+    (830001, "BJ"),
+)
 _SECTOR_NAMES = (
     "Communication",
     "Consumer Discretionary",
@@ -102,6 +137,7 @@ class _Simulation:
     sector_codes: np.ndarray  # (N,) int
     observed: np.ndarray  # (T, N) bool
     daily: dict[str, np.ndarray]  # (T, N), NaN where not observed
+    session: str
     pulse: np.ndarray  # (T, N) 0/1, zero where not observed
     minute: dict[str, np.ndarray]  # (T, N, M), NaN outside minute days / not observed
     minute_times: np.ndarray  # (M,) timedelta64[m] since midnight
@@ -119,6 +155,9 @@ def synthetic_market(**settings: Any) -> SyntheticMarket:
     fields = dict(sim.daily)
     fields["returns"] = derive_returns(fields["close"])
     fields["sector"] = np.where(sim.observed, sim.sector_codes[None, :].astype(np.float64), np.nan)
+    if sim.session == "cn":
+        history = History.none(sim.instruments.size, sim.dates[0])
+        fields.update(rule_fields(RULES["cn"], sim.dates, sim.instruments, fields, None, history))
     return SyntheticMarket(
         dates=sim.dates,
         instruments=sim.instruments,
@@ -158,31 +197,54 @@ def synthetic_spec(settings: Mapping[str, Any]) -> SyntheticSpec:
         raise DataError(f"synthetic market: {where}: {first['msg']}") from None
     if spec.n_sectors > len(_SECTOR_NAMES):
         raise DataError(f"synthetic market: n_sectors must be in 1..{len(_SECTOR_NAMES)}")
-    if spec.minute_slots > US_REGULAR_SESSION.slots:
-        raise DataError(f"synthetic market: minute_slots must be in 2..{US_REGULAR_SESSION.slots}")
+    grid = session_grid(spec.session)
+    if minute_slots(spec) > grid.slots:
+        raise DataError(f"synthetic market: minute_slots must be in 2..{grid.slots} on the {grid}")
     return spec
 
 
+def minute_slots(spec: SyntheticSpec) -> int:
+    """Minute bars per day: the setting, else the session's default (390 us, 240 cn)."""
+    return spec.minute_slots or _DEFAULT_MINUTE_SLOTS[spec.session]
+
+
+@dataclass(frozen=True)
+class _AShares:
+    """The cn mode's daily-limit setting: limits in percent per (day, name), streak odds, RNG."""
+
+    percent: np.ndarray
+    streak_share: float
+    rng: np.random.Generator
+
+
 def _simulate(spec: SyntheticSpec) -> _Simulation:
-    daily_rng, pulse_rng, minute_rng = np.random.default_rng(spec.seed).spawn(3)
+    daily_rng, pulse_rng, minute_rng, limit_rng = np.random.default_rng(spec.seed).spawn(4)
     t, n = spec.n_days, spec.n_instruments
     dates = pd.bdate_range(START_DATE, periods=t).to_numpy().astype("datetime64[D]")
-    width = len(str(n - 1))
-    instruments = np.array([f"SYN{i:0{width}d}" for i in range(n)], dtype=object)
+    cn = spec.session == "cn"
+    instruments = _a_share_codes(n) if cn else _plain_codes(n)
     sectors = tuple(sorted(_SECTOR_NAMES[: spec.n_sectors]))
     sector_codes = daily_rng.integers(0, spec.n_sectors, n)
     observed = _observed_cells(daily_rng, t, n, spec.late_listing_share, spec.suspension_share)
     pulse = _pulse_states(pulse_rng, t, n) & observed
+    a_shares = _AShares(limit_percent(dates, instruments), spec.limit_streak_share, limit_rng) if cn else None
     daily = _daily_bars(
-        daily_rng, observed, pulse, sector_codes, spec.n_sectors, spec.signal_strength, spec.intraday_strength
+        daily_rng,
+        observed,
+        pulse,
+        sector_codes,
+        spec.n_sectors,
+        spec.signal_strength,
+        spec.intraday_strength,
+        a_shares,
     )
     minute: dict[str, np.ndarray] = {}
     times = np.arange(0)
     if spec.minute_days is not None:
-        end = US_REGULAR_SESSION.end_ns // (60 * 10**9)
-        times = np.arange(end - spec.minute_slots + 1, end + 1).astype("timedelta64[m]")
+        slots = minute_slots(spec)
+        times = session_grid(spec.session).slot_times()[-slots:].astype("timedelta64[m]")
         first_day = max(0, t - spec.minute_days)
-        minute = _minute_bars(minute_rng, daily, pulse, first_day, spec.minute_slots)
+        minute = _minute_bars(minute_rng, daily, pulse, first_day, slots, decimals=2 if cn else None)
     return _Simulation(
         dates,
         instruments,
@@ -190,10 +252,27 @@ def _simulate(spec: SyntheticSpec) -> _Simulation:
         sector_codes,
         observed,
         daily,
+        spec.session,
         pulse.astype(np.float64),
         minute,
         times,
     )
+
+
+def _plain_codes(n: int) -> np.ndarray:
+    width = len(str(n - 1))
+    return np.array([f"SYN{i:0{width}d}" for i in range(n)], dtype=object)
+
+
+def _a_share_codes(n: int) -> np.ndarray:
+    """n sorted A-share codes, the boards taken in turn (`_A_SHARE_BOARDS`)."""
+    taken: dict[tuple[int, str], int] = {}
+    codes = []
+    for i in range(n):
+        board = _A_SHARE_BOARDS[i % len(_A_SHARE_BOARDS)]
+        taken[board] = taken.get(board, -1) + 1
+        codes.append(f"{board[0] + taken[board]:06d}.{board[1]}")
+    return np.array(sorted(codes), dtype=object)
 
 
 def _observed_cells(
@@ -228,6 +307,7 @@ def _daily_bars(
     n_sectors: int,
     signal_strength: float,
     intraday_strength: float,
+    a_shares: _AShares | None,
 ) -> dict[str, np.ndarray]:
     t, n = (int(size) for size in observed.shape)
     beta = rng.uniform(0.6, 1.4, n)
@@ -244,6 +324,9 @@ def _daily_bars(
         signal_strength,
         intraday_strength,
     )
+    locked = np.zeros((t, n), dtype=bool)
+    if a_shares is not None:
+        log_close, locked = _a_share_closes(a_shares, log_close, observed)
     previous = np.vstack([log_close[:1], log_close[:-1]])
     returns = log_close - previous
     open_ = np.exp(previous + rng.standard_normal((t, n)) * 0.25 * idio_vol)
@@ -252,8 +335,64 @@ def _daily_bars(
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.standard_normal((t, n))) * 0.6 * idio_vol)
     volume = np.round(np.exp(_log_volume(rng, returns / idio_vol)))
     typical = (high + low + close) / 3.0 * np.exp(rng.standard_normal((t, n)) * 0.001)
-    vwap = np.clip(typical, low, high)
-    bars = {
+    bars = _bar_fields(open_, high, low, close, volume, np.clip(typical, low, high))
+    bars = {name: np.where(observed, values, np.nan) for name, values in bars.items()}
+    return bars if a_shares is None else _on_ticks(bars, locked, a_shares.percent)
+
+
+def _a_share_closes(
+    a_shares: _AShares, log_close: np.ndarray, observed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log closes moved day by day in 0.01 CNY within the limits of the last close, and the
+    limit-up streaks (module doc); returns them and the (T, N) locked cells."""
+    t, n = log_close.shape
+    steps = np.diff(log_close, axis=0, prepend=log_close[:1])
+    starts = a_shares.rng.random((t, n)) < a_shares.streak_share
+    lengths = a_shares.rng.geometric(_STREAK_CONTINUES, (t, n))
+    seasoned = np.cumsum(observed, axis=0) - observed >= FREE_DAYS_REGISTERED
+    close = np.empty((t, n))
+    locked = np.zeros((t, n), dtype=bool)
+    last = np.round(np.exp(log_close[0]), 2)
+    left = np.zeros(n, dtype=np.int64)
+    for row in range(t):
+        up, down = limit_prices(last, a_shares.percent[row])
+        left = np.where((left == 0) & starts[row] & observed[row] & seasoned[row], lengths[row], left)
+        locked[row] = (left > 0) & observed[row]
+        moved = np.clip(np.round(last * np.exp(steps[row]), 2), down, up)
+        close[row] = np.where(locked[row], up, moved)
+        left = np.where(locked[row], left - 1, left)
+        last = np.where(observed[row], close[row], last)
+    return np.log(close), locked
+
+
+def _on_ticks(bars: dict[str, np.ndarray], locked: np.ndarray, percent: np.ndarray) -> dict[str, np.ndarray]:
+    """Prices in 0.01 CNY within the daily limits; locked cells one-price bars with thin volume."""
+    close = np.round(bars["close"], 2)
+    up, down = limit_prices(previous_close(close, np.full(close.shape[1], np.nan)), percent)
+    limited = np.isfinite(up)
+
+    def on_tick(values: np.ndarray) -> np.ndarray:
+        rounded = np.round(values, 2)
+        return np.where(limited, np.clip(rounded, down, up), rounded)
+
+    open_ = np.where(locked, close, on_tick(bars["open"]))
+    high = np.where(locked, close, np.maximum(on_tick(bars["high"]), np.maximum(open_, close)))
+    low = np.where(locked, close, np.minimum(on_tick(bars["low"]), np.minimum(open_, close)))
+    volume = np.where(locked, np.round(bars["volume"] * _LOCKED_VOLUME_SHARE), bars["volume"])
+    vwap = np.where(locked, close, np.clip(np.round(bars["vwap"], 2), low, high))
+    return _bar_fields(open_, high, low, close, volume, vwap)
+
+
+def _bar_fields(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    vwap: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The daily fields of the synthetic bars, amount = vwap x volume."""
+    return {
         "open": open_,
         "high": high,
         "low": low,
@@ -262,7 +401,6 @@ def _daily_bars(
         "vwap": vwap,
         "amount": vwap * volume,
     }
-    return {name: np.where(observed, values, np.nan) for name, values in bars.items()}
 
 
 def _planted_log_closes(
@@ -317,8 +455,10 @@ def _minute_bars(
     pulse: np.ndarray,
     first_day: int,
     slots: int,
+    decimals: int | None,
 ) -> dict[str, np.ndarray]:
-    """(T, N, M) minute bars for rows first_day.., consistent with the daily bars."""
+    """(T, N, M) minute bars for rows first_day.., consistent with the daily bars (prices rounded
+    to `decimals` when given)."""
     t, n = daily["close"].shape
     cubes = {name: np.full((t, n, slots), np.nan) for name in ("open", "high", "low", "close", "volume")}
     position = np.arange(1, slots + 1) / slots
@@ -334,6 +474,9 @@ def _minute_bars(
         )
         for name, values in bars.items():
             cubes[name][day] = values
+    if decimals is not None:
+        for name in ("open", "high", "low", "close"):
+            cubes[name] = np.round(cubes[name], decimals)
     return cubes
 
 

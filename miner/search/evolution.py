@@ -23,6 +23,7 @@ from evaluation import forward_returns
 from miner.config import ExperimentConfig
 from miner.lang import canonicalize, size, to_string
 from miner.market import MarketData
+from miner.market.rules import label_mask
 from miner.search.checkpoint import RunState, load_checkpoint, save_checkpoint
 from miner.search.language import (
     build_language,
@@ -61,7 +62,12 @@ class Miner:
         self.on_generation = on_generation
         self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else config.checkpoint_dir
         self.segments = make_segments(data.dates, config.splits, config.embargo, config.source)
-        self.label = forward_returns(data.field(config.label.price), config.label.horizon, config.label.delay)
+        self.label = forward_returns(
+            data.field(config.label.price),
+            config.label.horizon,
+            config.label.delay,
+            label_mask(data, config.label.tradable),
+        )
         self.language = build_language(config, data)
         self.pareto = config.fitness.objective == "nsga2"
         self.memo: dict[str, Score] = {}

@@ -31,7 +31,7 @@ def test_readme_operator_table_is_generated_from_the_registry() -> None:
     assert table.strip() == operator_table_markdown(operator_rows()).strip()
 
 
-@pytest.mark.parametrize("name", ["quickstart", "daily_us", "drip_stone"])
+@pytest.mark.parametrize("name", ["quickstart", "daily_us", "drip_stone", "drip_stone_cn"])
 def test_shipped_experiment_configs_are_valid(name: str) -> None:
     assert load_config(ROOT / "experiments" / f"{name}.yaml").name == name
 

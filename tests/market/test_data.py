@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from miner.errors import DataError
-from miner.market import MarketData, SessionGrid
+from miner.market import MarketData, SessionGrid, session_grid
 from miner.market.store import MarketStore, import_file, load_market
+from tests.market.frames import daily_from_minutes
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -43,6 +44,13 @@ def small_daily() -> pd.DataFrame:
             "sector": ["Tech", "Energy"] * 3,
             "suspect": [False, False, True, False, False, False],
         }
+    )
+
+
+def with_bars(minute: pd.DataFrame) -> pd.DataFrame:
+    """Minute rows given a close (and maybe a volume) as whole one-price OHLCV bars."""
+    return minute.assign(open=minute["close"], high=minute["close"], low=minute["close"]).assign(
+        volume=minute["volume"] if "volume" in minute else 1.0
     )
 
 
@@ -116,18 +124,7 @@ def test_minute_file_roundtrip_through_store_equals_pandas_reindex(shared_data, 
     minute_file = tmp_path / "minute.parquet"
     minute.to_parquet(minute_file)
     day = minute["datetime"].dt.normalize()
-    daily = (
-        minute.assign(date=day)
-        .groupby(["date", "instrument"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index()
-    )
+    daily = daily_from_minutes(minute)
     store = tmp_path / "market.duckdb"
     import_file(write_csv(daily, tmp_path / "daily.csv"), store=store)
     report = import_file(minute_file, kind="minute", store=store)
@@ -176,19 +173,20 @@ def test_minute_bars_land_on_their_slots_and_off_grid_bars_are_dropped(caplog):
         }
     )
     with caplog.at_level(logging.WARNING, logger="miner.market.assemble"):
-        market = MarketData.from_frame(daily, minute)
+        market = MarketData.from_frame(daily, with_bars(minute))
     close = market.intraday["close"]
-    assert close.shape == (3, 2, 391) and set(market.intraday) == {"close", "volume", "minute_returns"}
+    assert close.shape == (3, 2, 391)
     assert close[0, 0, 0] == 1.0 and close[0, 1, 390] == 2.0 and close[1, 0, 150] == 3.0
     assert np.isnan(close).sum() == close.size - 3
     assert np.isnan(market.intraday["close"][2]).all()  # a daily date without minutes
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "dropped 1 minute bar(s) on days without daily bars" in messages
-    assert "dropped 3 minute bar(s) off the session grid" in messages
+    assert "dropped 3 minute bar(s) off the us session 09:30-16:00 (America/New_York)" in messages
 
 
 def test_custom_session_grid():
-    grid = SessionGrid("09:30", "09:34", step_minutes=2)
+    grid = session_grid("09:30-09:34/2")
+    assert grid == SessionGrid((("09:30", "09:34"),), step_minutes=2) and grid.spec == "09:30-09:34/2"
     minute = pd.DataFrame(
         {
             "datetime": pd.to_datetime(
@@ -198,11 +196,11 @@ def test_custom_session_grid():
             "close": [1.0, 2.0, 3.0, 4.0],
         }
     )
-    market = MarketData.from_frame(small_daily(), minute, session=grid)
+    market = MarketData.from_frame(small_daily(), with_bars(minute), session=grid)
     assert grid.slots == 3 and market.M == 3
     np.testing.assert_array_equal(market.intraday["close"][0, 0], [1.0, 2.0, 4.0])
     with pytest.raises(DataError, match="whole number of slots"):
-        SessionGrid("09:30", "09:35", step_minutes=2)
+        session_grid("09:30-09:35/2")
 
 
 def test_intraday_memory_guard():
@@ -210,7 +208,7 @@ def test_intraday_memory_guard():
         {"datetime": pd.to_datetime(["2020-01-02 09:30"]), "instrument": "AAA", "close": [1.0]}
     )
     with pytest.raises(DataError, match="GiB"):
-        MarketData.from_frame(small_daily(), minute, max_intraday_bytes=1000)
+        MarketData.from_frame(small_daily(), with_bars(minute), max_intraday_bytes=1000)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,15 +15,18 @@ import scipy.stats
 
 from miner import Evaluator, MarketData, evaluate
 from miner.errors import DataError
+from miner.market import CN_SESSION
 from miner.market.store import import_file, load_market
 from miner.market.synthetic import synthetic_frames, synthetic_market
 from operators.intraday import buy_sell_volume
 from operators.spectral import fft_band
+from tests.market.frames import daily_from_minutes, write
 
 BARS = ("open", "high", "low", "close", "volume")
 DERIVED = ("minute_returns", "buy_volume", "sell_volume")
 PLANTED = dict(n_instruments=120, n_days=60, seed=11, minute_days=60)
 SIGNAL = "fft_band(volume, 2, 5)"
+US_NAMES = ["AAPL", "AMZN", "BABA", "F", "GE", "INTC", "JPM", "MSFT", "T", "VALE", "XOM", "BAC"]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_hand_worked_bars_give_the_documented_split_and_returns():
         assert not cube.flags.writeable, name
 
 
-def test_close_only_bars_get_minute_returns_but_no_split():
+def test_minute_bars_need_every_ohlcv_column():
     minute = pd.DataFrame(
         {
             "datetime": pd.to_datetime(["2020-01-02 09:30", "2020-01-02 09:31"]),
@@ -127,9 +130,8 @@ def test_close_only_bars_get_minute_returns_but_no_split():
             "volume": [5.0, 7.0],
         }
     )
-    market = MarketData.from_frame(two_name_daily(), minute)
-    assert set(market.intraday) == {"close", "volume", "minute_returns"}
-    np.testing.assert_allclose(market.intraday["minute_returns"][0, 1, :2], [np.nan, 0.05])
+    with pytest.raises(DataError, match=r"^frame: missing required column\(s\) open, high, low "):
+        MarketData.from_frame(two_name_daily(), minute)
 
 
 def test_memory_limit_counts_the_derived_cubes():
@@ -153,6 +155,14 @@ def test_synthetic_derived_fields_follow_the_rule(planted):
     np.testing.assert_allclose(
         planted.intraday["minute_returns"], minute_returns_reference(bars["close"]), rtol=1e-12
     )
+
+
+def test_the_split_is_the_same_whatever_threads_share_the_days(planted):
+    bars = [np.array(planted.intraday[name]) for name in BARS]
+    one = buy_sell_volume(*bars)
+    for workers in (2, 3, 100):
+        for mine, reference in zip(buy_sell_volume(*bars, workers=workers), one):
+            np.testing.assert_array_equal(mine, reference)
 
 
 def test_store_and_frame_give_the_same_derived_fields_and_fingerprint(tmp_path):
@@ -228,3 +238,124 @@ def test_changing_a_later_days_minutes_leaves_earlier_rows_unchanged():
         before, after = base.evaluate(formula), moved.evaluate(formula)
         np.testing.assert_array_equal(before[:changed_day], after[:changed_day], err_msg=formula)
         assert not np.array_equal(before[changed_day], after[changed_day], equal_nan=True), formula
+
+
+# ----------------------------------------------------------------------------- the seed's parity
+#
+# `calc_band_power` and `volume_net_buy_safe` below transcribe the drip-stone note's own code:
+# one (day, stock) series at a time, missing minutes dropped (the series compressed), MAD
+# despike, demean, Hann window over the remaining minutes, zero-pad to 256, rfft, band ratio.
+
+
+def calc_band_power(minutes: np.ndarray, low: float = 2.0, high: float = 5.0) -> float:
+    x = minutes[~np.isnan(minutes)]
+    median = np.median(x)
+    mad = np.median(np.abs(x - median))
+    if not np.isclose(mad, 0.0):
+        x = np.clip(x, median - 3 * 1.4826 * mad, median + 3 * 1.4826 * mad)
+    x = (x - x.mean()) * np.hanning(len(x))
+    n = max(len(x), 256)
+    power = np.abs(np.fft.rfft(x, n=n)) ** 2
+    freqs = np.fft.rfftfreq(n, d=1.0)
+    nonzero = freqs > 0
+    band = nonzero & (freqs >= 1.0 / high) & (freqs <= 1.0 / low)
+    total = power[nonzero].sum()
+    return power[band].sum() / total if total > 0 else np.nan
+
+
+def volume_net_buy_safe(buy: np.ndarray, sell: np.ndarray) -> float:
+    return calc_band_power(buy) - calc_band_power(sell)
+
+
+def seed_panel(cube: np.ndarray, reduce=calc_band_power) -> np.ndarray:
+    """The seed's value of every (day, stock) series with at least 10 minutes; NaN elsewhere."""
+    out = np.full(cube.shape[:2], np.nan)
+    for day, stock in zip(*np.nonzero((~np.isnan(cube)).sum(axis=2) >= 10)):
+        out[day, stock] = reduce(cube[day, stock])
+    return out
+
+
+def seed_buy_sell(market: MarketData) -> tuple[np.ndarray, np.ndarray]:
+    """Buy / sell volume from the documented split rule (numpy, not the kernel)."""
+    o, h, lo, c, v = (np.array(market.intraday[name]) for name in BARS)
+    buy = v * buy_share_reference(o, h, lo, c)
+    return buy, v - buy
+
+
+def assert_parity(market: MarketData, complete: np.ndarray) -> None:
+    """fft_band of volume, and the buy-minus-sell pair, equal the seed on the complete days."""
+    ours = evaluate("fft_band(volume, 2, 5)", market)
+    np.testing.assert_allclose(
+        ours[complete], seed_panel(market.intraday["volume"])[complete], rtol=0, atol=1e-12
+    )
+    buy, sell = seed_buy_sell(market)
+    net = evaluate("fft_band(buy_volume, 2, 5) - fft_band(sell_volume, 2, 5)", market)
+    both = np.concatenate([buy, sell], axis=2)
+    seed_net = seed_panel(
+        both, lambda pair: volume_net_buy_safe(pair[: pair.size // 2], pair[pair.size // 2 :])
+    )
+    checked = complete & np.isfinite(net)
+    assert checked.sum() > 0.9 * complete.sum()
+    np.testing.assert_allclose(net[checked], seed_net[checked], rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def a_share() -> MarketData:
+    """The synthetic market in its A-share mode: 240 one-minute bars a day on the cn clock."""
+    return synthetic_market(n_instruments=40, n_days=30, seed=8, session="cn", minute_days=30)
+
+
+def test_fft_band_equals_the_seed_on_the_synthetic_a_share_market(a_share):
+    assert a_share.M == 240
+    complete = (~np.isnan(a_share.intraday["volume"])).all(axis=2)
+    assert complete.sum() > 900
+    assert_parity(a_share, complete)
+
+
+def test_fft_band_equals_the_seed_on_us_bars_relabelled_to_the_a_share_clock(shared_data, tmp_path):
+    """The first 240 bars of every US day with at least 240, put on 09:31-11:30 + 13:01-15:00,
+    through the store as a user imports them (`--session cn`)."""
+    us = pd.read_parquet(shared_data / "us_minute_2018q1.parquet", filters=[("instrument", "in", US_NAMES)])
+    day = us["datetime"].dt.normalize()
+    us = us.assign(
+        n=us.groupby([day, "instrument"]).cumcount(),
+        size=us.groupby([day, "instrument"])["close"].transform("size"),
+    )
+    first = us[(us["size"] >= 240) & (us["n"] < 240)]
+    clock = CN_SESSION.slot_times().astype("timedelta64[m]")
+    minute = first.assign(datetime=first["datetime"].dt.normalize() + pd.to_timedelta(clock[first["n"]]))
+    daily = daily_from_minutes(minute)
+    store = tmp_path / "cn.duckdb"
+    import_file(write(daily, tmp_path / "d.parquet"), store=store)
+    import_file(
+        write(minute.drop(columns=["n", "size"]), tmp_path / "m.parquet"),
+        kind="minute",
+        store=store,
+        session="cn",
+    )
+    market = load_market(store, minute=True)
+    complete = (~np.isnan(market.intraday["volume"])).all(axis=2)
+    assert market.M == 240 and complete.sum() > 500
+    assert_parity(market, complete)
+    # the same bars on one 09:31-15:00 interval carry 90 empty lunch slots: not the seed's value
+    lunch = MarketData.from_frame(
+        daily, minute.drop(columns=["n", "size"]), session="09:31-15:00@Asia/Shanghai"
+    )
+    gap = np.abs(evaluate("fft_band(volume, 2, 5)", lunch) - seed_panel(market.intraday["volume"]))[complete]
+    assert np.median(gap) > 1e-3
+
+
+def test_the_seeds_gap_convention_is_fft_band_dropna(a_share):
+    rng = np.random.default_rng(2)
+    volume = np.array(a_share.intraday["volume"])
+    holes = rng.random(volume.shape) < 0.1
+    holes[:, :, 100:160] |= rng.random(volume.shape[:2])[:, :, None] < 0.2  # some days lose an hour
+    volume[holes] = np.nan
+    gappy = MarketData(a_share.dates, a_share.instruments, a_share.fields, {"volume": volume})
+    seed = seed_panel(volume)
+    dropna = evaluate("fft_band_dropna(volume, 2, 5)", gappy)
+    np.testing.assert_allclose(dropna, seed, rtol=0, atol=1e-12)
+    zero_filled = evaluate("fft_band(volume, 2, 5)", gappy)
+    assert np.nanmedian(np.abs(zero_filled - seed)) > 1e-3  # the documented difference
+    full = evaluate("fft_band_dropna(volume, 2, 5)", a_share)
+    np.testing.assert_allclose(full, evaluate("fft_band(volume, 2, 5)", a_share), rtol=0, atol=1e-14)

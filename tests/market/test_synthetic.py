@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +157,66 @@ def test_planted_mask_needs_a_synthetic_market_and_arguments_are_checked(small):
         synthetic_market(n_instruments=10, n_days=30, n_sectors=20)
     with pytest.raises(DataError, match="minute_slots"):
         synthetic_market(n_instruments=10, n_days=30, minute_days=5, minute_slots=500)
+
+
+# ----------------------------------------------------------------------------- the A-share mode
+
+CN = dict(n_instruments=70, n_days=120, seed=4, session="cn", minute_days=5, limit_streak_share=0.02)
+
+
+@pytest.fixture(scope="module")
+def cn() -> MarketData:
+    return synthetic_market(**CN)
+
+
+def a_share_limit(previous: float, percent: float, sign: int) -> float:
+    """Half-up rounding to the cent, in decimal arithmetic."""
+    exact = Decimal(repr(previous)) * (100 + sign * Decimal(repr(percent))) / 100
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def test_cn_mode_has_a_share_codes_and_prices_inside_the_limits(cn):
+    boards = {code[:3] for code in cn.instruments}
+    assert {"600", "000", "300", "688", "830"} <= boards
+    assert all(code[-3:] in (".SH", ".SZ", ".BJ") and code[:6].isdigit() for code in cn.instruments)
+    close = cn.fields["close"]
+    for name in ("open", "high", "low", "close", "vwap"):
+        values = cn.fields[name][np.isfinite(cn.fields[name])]
+        np.testing.assert_array_equal(values, np.round(values, 2), err_msg=name)  # 0.01 CNY ticks
+    percent = {"688": 20.0, "830": 30.0, "300": None}
+    previous = pd.DataFrame(close).ffill().shift(1).to_numpy()
+    for column, code in enumerate(cn.instruments):
+        for row in np.flatnonzero(np.isfinite(close[:, column]) & np.isfinite(previous[:, column])):
+            day = cn.dates[row]
+            limit = percent.get(code[:3], 10.0) or (20.0 if day >= np.datetime64("2020-08-24") else 10.0)
+            up = a_share_limit(float(previous[row, column]), limit, +1)
+            down = a_share_limit(float(previous[row, column]), limit, -1)
+            assert down <= cn.fields["low"][row, column] <= cn.fields["high"][row, column] <= up, (code, day)
+
+
+def test_cn_mode_plants_locked_limit_up_streaks_that_the_rules_flag(cn):
+    close, limit_up = cn.fields["close"], cn.fields["limit_up"]
+    one_price = (cn.fields["high"] == cn.fields["low"]) & (cn.fields["open"] == close)
+    locked = one_price & (close == limit_up)
+    assert 20 < locked.sum() < 0.05 * np.isfinite(close).sum()
+    assert (cn.fields["tradable"][locked] == 0).all()
+    assert np.isnan(cn.fields["tradable"][np.isnan(close)]).all()
+    after = locked[:-1] & np.isfinite(close[1:])
+    assert locked[1:][after].mean() > 0.4  # streaks go on: the trap a close-to-close label falls in
+    typical = np.nanmedian(np.where(locked, np.nan, cn.fields["volume"]), axis=0)  # per name
+    assert np.median((cn.fields["volume"] / typical)[locked]) < 0.5  # thin: few sellers at the limit
+
+
+def test_cn_minute_bars_are_on_the_240_slot_clock_and_match_the_daily_bars(cn):
+    daily, minute = synthetic_frames(**CN)
+    clock = minute["datetime"].dt.strftime("%H:%M")
+    assert cn.M == 240 and clock.nunique() == 240
+    assert clock.min() == "09:31" and clock.max() == "15:00" and not clock.between("11:31", "13:00").any()
+    days = slice(cn.T - 5, cn.T)
+    listed = np.isfinite(cn.fields["close"][days])
+    np.testing.assert_array_equal(cn.intraday["close"][days][..., -1], cn.fields["close"][days])
+    np.testing.assert_allclose(
+        cn.intraday["volume"][days].sum(axis=2)[listed], cn.fields["volume"][days][listed], rtol=1e-12
+    )
+    imported = MarketData.from_frame(daily, minute, session="cn", rules="cn")
+    assert imported.fingerprint == cn.fingerprint
