@@ -113,6 +113,12 @@ class MutationSpec(Strict):
 
 
 class GPSpec(Strict):
+    """The search. `search: random` is the baseline a GP must beat: it scores `budget` distinct random
+    trees (default population x generations) from the same generator, memo and pruning, in rounds of
+    `population`, and admits survivors the same way."""
+
+    search: Literal["gp", "random"] = "gp"
+    budget: int | None = Field(None, ge=1)
     population: int = Field(300, ge=4)
     generations: int = Field(10, ge=1)
     tournament_size: int = Field(3, ge=2)
@@ -145,7 +151,14 @@ class GPSpec(Strict):
             raise ValueError(f"init_depth {self.init_depth} must satisfy 1 <= min <= max <= max_depth")
         if self.elitism >= self.population:
             raise ValueError("elitism must be smaller than the population")
+        if self.budget is not None and self.search != "random":
+            raise ValueError("budget is the number of candidates of a random search (search: random)")
         return self
+
+    @property
+    def candidates(self) -> int:
+        """The distinct candidates a random search scores."""
+        return self.budget if self.budget is not None else self.population * self.generations
 
 
 class FitnessSpec(Strict):

@@ -35,7 +35,7 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
     checkpoints = checkpoint_dir_for(config)
     tracker = _tracker(config, market, checkpoints, resume)
     progress = Progress(
-        TextColumn("[bold]generation"),
+        TextColumn("[bold]generation" if config.gp.search == "gp" else "[bold]random round"),
         MofNCompleteColumn(),
         BarColumn(),
         TimeElapsedColumn(),
@@ -43,7 +43,6 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         console=console,
         transient=False,
     )
-    task = progress.add_task("starting workers", total=config.gp.generations)
 
     def on_generation(stats: GenerationStats) -> None:
         progress.update(task, completed=stats.generation + 1, description=_describe(stats))
@@ -54,6 +53,7 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
     miner = Miner(
         config, market, library_factors=library, on_generation=on_generation, checkpoint_dir=checkpoints
     )
+    task = progress.add_task("starting workers", total=miner.rounds)
     try:
         with progress:
             result = miner.run(resume=resume)
