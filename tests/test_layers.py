@@ -4,7 +4,7 @@ entry points stay light.
 Layers, lowest first (a module may import its own sub-package and any lower layer, never a peer or
 a higher one): operators < evaluation < miner.errors | miner.lazy < miner.config (the experiment
 schema, which the search and the app both read) < miner.storage < miner.market < miner.lang <
-miner.search | miner.library (peers) < miner.app.
+miner.zoo (the shipped formula sets) < miner.search | miner.library (peers) < miner.app.
 `miner/__init__.py` and `miner/library/__init__.py` name their lazily imported attributes as
 strings, not imports, and are the package facades, so they are not checked.
 """
@@ -29,9 +29,10 @@ LAYERS = {
     "miner.storage": 4,
     "miner.market": 5,
     "miner.lang": 6,
-    "miner.search": 7,
-    "miner.library": 7,
-    "miner.app": 8,
+    "miner.zoo": 7,
+    "miner.search": 8,
+    "miner.library": 8,
+    "miner.app": 9,
 }
 FACADES = {"miner/__init__.py", "miner/library/__init__.py"}
 FOREIGN_TO_PURE_ARRAYS = ("deap", "duckdb", "mlflow", "pydantic", "yaml", "joblib", "miner")
