@@ -224,6 +224,16 @@ class LibrarySpec(Strict):
     path: Path | None = None
 
 
+class BaselineSpec(Strict):
+    """What every run reports beside its survivors: their composites by each method, the `zoo` set's
+    `top_k` factors picked on valid (`zoo: none` skips them) with their composite, and zoo + mined,
+    both combined by `method` (`evaluation.combine`)."""
+
+    zoo: str = "classic"
+    top_k: int = Field(10, ge=1)
+    method: Literal["ew", "icw", "ridge", "lasso"] = "ridge"
+
+
 class ExperimentConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -237,6 +247,7 @@ class ExperimentConfig(Strict):
     parallel: ParallelSpec = ParallelSpec()
     tracking: TrackingSpec = TrackingSpec()
     library: LibrarySpec = LibrarySpec()
+    baselines: BaselineSpec = BaselineSpec()
     checkpoint_dir: Path | None = None
     _source: str = PrivateAttr("<config>")
 

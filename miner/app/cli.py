@@ -21,6 +21,7 @@ from miner.app.library_cli import library_app
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
+    from miner.app.baselines import BaselineReport
     from miner.config import ExperimentConfig
     from miner.search.results import MiningResult
 
@@ -102,6 +103,7 @@ def mine_command(
     outcome = mine(config, resume=resume, console=console)
     for table in survivor_tables(outcome.result):
         console.print(table)
+    print_baselines(outcome.baselines)
     if outcome.run_id:
         console.print(
             f"MLflow run [bold]{outcome.run_id}[/] in experiment '{config.name}' at {config.tracking.uri}\n"
@@ -127,6 +129,15 @@ def promote_command(
 
     for outcome in promote(run_id, tracking_uri, library, factor, everything, store):
         console.print(outcome.message, highlight=False)
+
+
+def print_baselines(report: BaselineReport) -> None:
+    from miner.app.baselines import baseline_table, verdict
+
+    console.print(baseline_table(report))
+    line = verdict(report)
+    if line:
+        console.print(line, highlight=False)
 
 
 def with_overrides(

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from miner.app.baselines import BaselineReport, baseline_report
 from miner.app.experiment import library_factors_for, market_for
 from miner.app.tracking import RunTracker
 from miner.config import ExperimentConfig
@@ -21,6 +22,7 @@ RUN_ID_FILE = "mlflow_run_id"
 class Outcome:
     result: MiningResult
     run_id: str | None
+    baselines: BaselineReport
 
 
 def checkpoint_dir_for(config: ExperimentConfig) -> Path:
@@ -57,6 +59,10 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
     try:
         with progress:
             result = miner.run(resume=resume)
+        console.print("scoring the survivors' composites and the zoo baseline", style="dim")
+        baselines = baseline_report(config, market, [(s.name, s.formula) for s in result.survivors])
+        if tracker is not None:
+            tracker.log_baselines(baselines)
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.fail("KILLED")
@@ -67,7 +73,7 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         raise
     if tracker is not None:
         tracker.finish(result)
-    return Outcome(result, tracker.run_id if tracker else None)
+    return Outcome(result, tracker.run_id if tracker else None, baselines)
 
 
 def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) -> RunTracker | None:

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,9 +27,13 @@ from miner.lang import Evaluator
 from miner.market import MarketData
 from miner.search.results import GenerationStats, MiningResult, Survivor
 
+if TYPE_CHECKING:
+    from miner.app.baselines import BaselineReport
+
 log = logging.getLogger(__name__)
 
 SURVIVORS_FILE = "survivors.json"
+BASELINES_FILE = "baselines.json"
 CONFIG_FILE = "config.yaml"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 100  # MLflow accepts at most 100 params per batch
@@ -115,6 +120,13 @@ class RunTracker:
         now = _millis()
         batch = [Metric(k, float(v), now, stats.generation) for k, v in values.items() if _finite(v)]
         self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_baselines(self, report: BaselineReport) -> None:
+        """The run's baseline figures as parent-run metrics, its choices as `baselines.json`."""
+        now = _millis()
+        batch = [Metric(k, float(v), now, 0) for k, v in report.metrics().items() if _finite(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+        self.client.log_text(self.run_id, json.dumps(report.choices(), indent=2), BASELINES_FILE)
 
     def finish(self, result: MiningResult) -> None:
         """Artifacts, child runs and the final status."""

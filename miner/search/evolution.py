@@ -310,7 +310,9 @@ class Miner:
 
     def _resumable_config(self) -> dict:
         """The settings a checkpoint must match: everything but where and how fast it runs."""
-        settings = self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
+        settings = self.config.model_dump(
+            mode="json", exclude={"parallel", "tracking", "checkpoint_dir", "baselines"}
+        )
         settings["float32"] = self.config.parallel.float32  # changes scores, unlike the backend
         return settings
 
