@@ -159,11 +159,14 @@ def members_of(
 ) -> list[Member]:
     """Each formula evaluated, standardised and scored on every segment."""
     evaluator = evaluator or Evaluator(context.market)
-    return [member_of(name, formula, evaluator, context) for name, formula in named_formulas]
+    return [
+        member_of(name, formula, evaluator.evaluate(formula), context) for name, formula in named_formulas
+    ]
 
 
-def member_of(name: str, formula: str, evaluator: Evaluator, context: Context) -> Member:
-    standardized = combine.standardize(evaluator.evaluate(formula))
+def member_of(name: str, formula: str, values: np.ndarray, context: Context) -> Member:
+    """A factor's `values` standardised and scored on every segment (`formula` names it in a composite)."""
+    standardized = combine.standardize(values)
     series = metrics.rank_ic(standardized, context.label, context.min_names)
     rank_ic = {
         segment: float(metrics.ic_stats(series[rows])["mean"])
@@ -183,7 +186,7 @@ def pick_zoo(set_name: str, top_k: int, context: Context, source: str = "<config
     evaluator = Evaluator(context.market)
     best: list[Member] = []
     for factor in factors:
-        member = member_of(factor.id, factor.formula, evaluator, context)
+        member = member_of(factor.id, factor.formula, evaluator.evaluate(factor.formula), context)
         if math.isfinite(member.signed_rank_ic("valid")):
             best = sorted([*best, member], key=lambda m: -m.signed_rank_ic("valid"))[:top_k]
     return ZooPick(set_name, best)

@@ -15,6 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from miner.app.combine_cli import combine_command
 from miner.app.console import DebugOption, console, err_console
 from miner.app.data_cli import data_app
 from miner.app.library_cli import library_app
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(library_app, name="library")
+app.command("combine")(combine_command)
 
 
 @app.callback()

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from miner.app.baselines import BaselineReport, baseline_report
 from miner.app.experiment import library_factors_for, market_for
-from miner.app.tracking import RunTracker
+from miner.app.tracking import RunTracker, tracking_uri
 from miner.config import ExperimentConfig
 from miner.search.evolution import Miner
 from miner.search.results import GenerationStats, MiningResult
@@ -81,7 +81,7 @@ def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) 
         return None
     run_file = checkpoints / RUN_ID_FILE
     previous = run_file.read_text().strip() if resume and run_file.exists() else None
-    tracker = RunTracker(config, market, config.tracking.uri, run_id=previous)
+    tracker = RunTracker(config, market, tracking_uri(config), run_id=previous)
     checkpoints.mkdir(parents=True, exist_ok=True)
     run_file.write_text(tracker.run_id)
     return tracker
