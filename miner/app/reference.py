@@ -5,7 +5,7 @@ from __future__ import annotations
 from operators import Kind, Operator, operators_by_family
 
 _PROBE = 1000
-FAMILY_ORDER = ("elementwise", "timeseries", "cross_section", "robust", "spectral")
+FAMILY_ORDER = ("elementwise", "timeseries", "regression", "quantile", "cross_section", "robust", "spectral")
 
 
 def lookback_text(spec: Operator) -> str:

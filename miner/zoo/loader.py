@@ -60,8 +60,10 @@ def _load(name: str) -> tuple[ZooFactor, ...]:
     where = f"zoo set {name!r}"
     try:
         raw = yaml.safe_load(files[name].read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise ConfigError(f"{where}: not valid YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = "" if mark is None else f" at line {mark.line + 1}"
+        raise ConfigError(f"{where}: not valid YAML{line}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("factors"), list):
         raise ConfigError(f"{where}: expected a mapping with a 'factors' list")
     unknown = set(raw) - _SET_KEYS
