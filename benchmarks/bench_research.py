@@ -1,0 +1,281 @@
+"""Research benchmark: does mining beat the zoo and random search out of sample?
+
+On the stooq panel (1,501 US stocks, `suspect` rows dropped): train 2008-2013, valid 2014-2015,
+test 2016-2017, label the next-day close-to-close return after a one-day delay. For each seed it
+compares, at equal candidate budgets,
+(a) the zoo: the set's top k factors by signed valid rank IC, and their ew and ridge composites;
+(b) random search (`gp.search: random`) scoring exactly as many distinct formulas as the GP did;
+(c) the GP as `experiments/daily_us.yaml` configures it, its budget sized for about 5 minutes;
+each with its survivors' mean signed rank IC, their ew and ridge composites, and zoo + mined vs
+zoo-only (ridge composites), then the medians over seeds and the ratios issue 15 is judged on.
+
+Nothing is chosen on the test years, by construction (`miner.app.research`): every search, zoo
+pick, sign, weight and penalty is chosen on a market whose test period is NaN (`withhold_test`),
+the choices are frozen as plain data (JSON, written with `--choices FILE`), and only then are they
+scored on the full market's test rows.
+
+    python benchmarks/bench_research.py [--quick] [--zoo SET] [--choices FILE] [--data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from miner.app.baselines import Context, composite_of, pick_zoo
+from miner.app.research import frozen_run, score_choices, withhold_test
+from miner.config import ExperimentConfig, config_from_dict
+from miner.market import MarketData
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "us_stooq_daily_2008_2017.parquet"
+SPLITS = {
+    "train": {"start": "2008-01-02", "end": "2013-12-31"},
+    "valid": {"start": "2014-01-02", "end": "2015-12-31"},
+    "test": {"start": "2016-01-04", "end": "2017-11-10"},
+}
+SEGMENTS = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class Budget:
+    population: int
+    generations: int
+    seeds: tuple[int, ...]
+    zoo: str
+    instruments: int | None  # the first n instruments only (None: all)
+
+
+FULL = Budget(population=300, generations=8, seeds=(1, 2, 3), zoo="alpha158", instruments=None)
+QUICK = Budget(population=40, generations=2, seeds=(1,), zoo="classic", instruments=300)
+TOP_K = 10
+
+
+def load(path: Path, instruments: int | None) -> MarketData:
+    frame = pd.read_parquet(path)
+    frame = frame[~frame["suspect"]].drop(columns="suspect")
+    if instruments is not None:
+        frame = frame[frame["instrument"].isin(sorted(frame["instrument"].unique())[:instruments])]
+    return MarketData.from_frame(frame, source=str(path))
+
+
+def experiment(
+    budget: Budget, data: Path, seed: int, search: str, candidates: int | None = None
+) -> ExperimentConfig:
+    """`experiments/daily_us.yaml` on the stooq splits, at the benchmark's budget."""
+    raw = yaml.safe_load((REPO / "experiments" / "daily_us.yaml").read_text())
+    raw.update(
+        name=f"research_{search}",
+        seed=seed,
+        data={"source": "file", "path": str(data)},
+        splits={**SPLITS, "embargo": raw["splits"].get("embargo", 0)},
+        baselines={"zoo": budget.zoo, "top_k": TOP_K, "method": "ridge"},
+        tracking={"enabled": False},
+    )
+    raw["gp"].update(population=budget.population, generations=budget.generations, search=search)
+    if candidates is not None:
+        raw["gp"]["budget"] = candidates
+    return config_from_dict(raw, f"bench_research ({search}, seed {seed})")
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+# --- step 1: every choice, with the test period withheld -------------------------------------
+
+
+def choose(withheld: MarketData, budget: Budget, data: Path) -> dict:
+    """Zoo pick and composites, then per seed the GP and random search at the GP's budget: plain data."""
+    config = experiment(budget, data, budget.seeds[0], "gp")
+    context = Context.of(config, withheld)
+    seconds, zoo = timed(lambda: pick_zoo(budget.zoo, TOP_K, context, config.source))
+    composites = {method: composite_of(method, zoo.members, context) for method in ("ew", "ridge")}
+    choices: dict = {
+        "zoo": {
+            "set": budget.zoo,
+            "seconds": seconds,
+            "top_k": [{"name": m.name, "formula": m.formula, "sign": m.sign} for m in zoo.members],
+            "composites": {method: c.formula for method, c in composites.items() if c is not None},
+        },
+        "runs": [],
+    }
+    for seed in budget.seeds:
+        gp = frozen_run(experiment(budget, data, seed, "gp"), withheld, zoo)
+        print(f"seed {seed}: GP scored {gp.candidates} formulas in {gp.mining_seconds:.0f} s", flush=True)
+        rand = frozen_run(experiment(budget, data, seed, "random", gp.candidates), withheld, zoo)
+        print(
+            f"seed {seed}: random search scored {rand.candidates} in {rand.mining_seconds:.0f} s", flush=True
+        )
+        choices["runs"] += [asdict(gp), asdict(rand)]
+    return choices
+
+
+# --- step 2: the frozen choices on the full market ------------------------------------------
+
+
+def score(choices: dict, market: MarketData, budget: Budget, data: Path) -> dict:
+    context = Context.of(experiment(budget, data, budget.seeds[0], "gp"), market)
+    zoo = choices["zoo"]
+    zoo_scores = {}
+    for segment in SEGMENTS:
+        frozen = {
+            "survivors": zoo["top_k"],
+            "composites": {m: {"formula": f} for m, f in zoo["composites"].items()},
+        }
+        frozen |= {"zoo": None, "zoo_composite": None, "zoo_plus_mined_composite": None}
+        zoo_scores[segment] = score_choices(frozen, context, segment)
+    runs = [
+        {**run, "scores": {segment: score_choices(run["choices"], context, segment) for segment in SEGMENTS}}
+        for run in choices["runs"]
+    ]
+    return {"zoo": zoo_scores, "runs": runs}
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def cell(value: float | None, digits: int = 4) -> str:
+    return "" if value is None or value != value else f"{value:+.{digits}f}"
+
+
+def run_table(results: dict, segment: str, budget: Budget) -> str:
+    lines = [
+        f"| seed | search | distinct candidates | mining s | survivors | single mean {segment} rank IC "
+        f"| ew composite | ridge composite | zoo + mined (ridge) | zoo-only (ridge) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    zoo = results["zoo"][segment]
+    lines.append(
+        f"| all | zoo {budget.zoo} top {TOP_K} (a) | {len(load_zoo_ids(budget.zoo))} formulas | | {TOP_K} "
+        f"| {cell(zoo['survivors_mean_rank_ic'])} | {cell(zoo.get('composite_ew_rank_ic'))} "
+        f"| {cell(zoo.get('composite_ridge_rank_ic'))} | | {cell(zoo.get('composite_ridge_rank_ic'))} |"
+    )
+    for run in results["runs"]:
+        s = run["scores"][segment]
+        label = "random search (b)" if run["search"] == "random" else "GP (c)"
+        lines.append(
+            f"| {run['seed']} | {label} | {run['candidates']} | {run['mining_seconds']:.0f} "
+            f"| {len(run['choices']['survivors'])} | {cell(s['survivors_mean_rank_ic'])} "
+            f"| {cell(s.get('composite_ew_rank_ic'))} | {cell(s.get('composite_ridge_rank_ic'))} "
+            f"| {cell(s.get('zoo_plus_mined_composite_rank_ic'))} | {cell(s.get('zoo_composite_rank_ic'))} |"
+        )
+    return "\n".join(lines)
+
+
+def load_zoo_ids(name: str) -> list[str]:
+    from miner.zoo import load_zoo
+
+    return [f.id for f in load_zoo(name)]
+
+
+def median_of(runs: Sequence[dict], search: str, key: str, segment: str) -> float:
+    values = [r["scores"][segment].get(key, float("nan")) for r in runs if r["search"] == search]
+    finite = [v for v in values if v == v]
+    return statistics.median(finite) if finite else float("nan")
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b == b and a == a and b > 0 else "n/a (denominator <= 0)"
+
+
+def summary_table(results: dict, segment: str) -> str:
+    runs = results["runs"]
+    keys = {
+        "single survivors, mean signed rank IC": "survivors_mean_rank_ic",
+        "ew composite": "composite_ew_rank_ic",
+        "ridge composite": "composite_ridge_rank_ic",
+        "zoo + mined composite (ridge)": "zoo_plus_mined_composite_rank_ic",
+    }
+    zoo = results["zoo"][segment]
+    lines = [
+        f"| median over seeds, {segment} rank IC | zoo top {TOP_K} | random search | GP |",
+        "|---|---:|---:|---:|",
+    ]
+    zoo_cells = {
+        "survivors_mean_rank_ic": zoo["survivors_mean_rank_ic"],
+        "composite_ew_rank_ic": zoo.get("composite_ew_rank_ic"),
+        "composite_ridge_rank_ic": zoo.get("composite_ridge_rank_ic"),
+        "zoo_plus_mined_composite_rank_ic": None,
+    }
+    for label, key in keys.items():
+        lines.append(
+            f"| {label} | {cell(zoo_cells[key])} | {cell(median_of(runs, 'random', key, segment))} "
+            f"| {cell(median_of(runs, 'gp', key, segment))} |"
+        )
+    gp = {key: median_of(runs, "gp", key, segment) for key in keys.values()}
+    rand = {key: median_of(runs, "random", key, segment) for key in keys.values()}
+    zoo_only = zoo.get("composite_ridge_rank_ic") or float("nan")
+    lines += [
+        "",
+        f"| ratio ({segment}, medians of seeds) | value | issue 15's target |",
+        "|---|---:|---:|",
+        f"| GP ridge composite / random ridge composite | {ratio(gp['composite_ridge_rank_ic'], rand['composite_ridge_rank_ic'])} | >= 1.2x |",
+        f"| GP ew composite / random ew composite | {ratio(gp['composite_ew_rank_ic'], rand['composite_ew_rank_ic'])} | |",
+        f"| (zoo + GP) / zoo-only composite (ridge) | {ratio(gp['zoo_plus_mined_composite_rank_ic'], zoo_only)} | >= 1.15x |",
+        f"| (zoo + random) / zoo-only composite (ridge) | {ratio(rand['zoo_plus_mined_composite_rank_ic'], zoo_only)} | |",
+        f"| GP single mean / zoo top-{TOP_K} mean | {ratio(gp['survivors_mean_rank_ic'], zoo['survivors_mean_rank_ic'])} | >= 1x |",
+    ]
+    return "\n".join(lines)
+
+
+def git_state() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return head.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 300 names, 1 seed, tiny budget")
+    parser.add_argument("--zoo", help="zoo set for (a) and the zoo + mined composites")
+    parser.add_argument("--choices", type=Path, help="write the frozen choices (JSON) here")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    budget = QUICK if args.quick else FULL
+    if args.zoo:
+        budget = Budget(budget.population, budget.generations, budget.seeds, args.zoo, budget.instruments)
+
+    started = time.perf_counter()
+    market = load(args.data, budget.instruments)
+    segments = Context.of(experiment(budget, args.data, budget.seeds[0], "gp"), market).segments
+    withheld = withhold_test(market, segments)
+    choices = json.loads(json.dumps(choose(withheld, budget, args.data)))  # frozen: plain data only
+    if args.choices:
+        args.choices.write_text(json.dumps(choices, indent=2))
+    chose = time.perf_counter()
+    results = score(choices, market, budget, args.data)
+    scored = time.perf_counter()
+
+    print(f"\n## Research benchmark ({'quick' if args.quick else 'full'})\n")
+    print(
+        f"git {git_state()}, {market.N} instruments x {market.T} dates, zoo {budget.zoo}, population "
+        f"{budget.population} x {budget.generations} generations (2 islands), seeds {list(budget.seeds)}, "
+        f"load average {os.getloadavg()[0]:.1f}; choosing {chose - started:.0f} s (zoo pick "
+        f"{choices['zoo']['seconds']:.0f} s), scoring the frozen choices {scored - chose:.0f} s\n"
+    )
+    for segment in ("test", "valid"):
+        print(f"### {segment}\n")
+        print(run_table(results, segment, budget) + "\n")
+        print(summary_table(results, segment) + "\n")
+    print("### wall time per run (s)\n")
+    print("| seed | search | mining | survivors' and zoo report |\n|---:|---|---:|---:|")
+    for run in results["runs"]:
+        print(
+            f"| {run['seed']} | {run['search']} | {run['mining_seconds']:.0f} | {run['report_seconds']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
