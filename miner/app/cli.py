@@ -19,6 +19,7 @@ from miner.app.combine_cli import combine_command
 from miner.app.console import DebugOption, console, err_console
 from miner.app.data_cli import data_app
 from miner.app.library_cli import library_app
+from miner.app.zoo_cli import zoo_app
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(library_app, name="library")
+app.add_typer(zoo_app, name="zoo")
 app.command("combine")(combine_command)
 
 

@@ -237,15 +237,31 @@ def export_command(
 
 @library_app.command("register")
 def register_command(
-    factor_id: Annotated[str, typer.Argument(help="The new factor's id (an identifier).")],
-    formula: Annotated[str, typer.Argument(help="Its formula, e.g. 'rank(delta(close, 5))'.")],
+    factor_id: Annotated[str | None, typer.Argument(help="The new factor's id (an identifier).")] = None,
+    formula: Annotated[str | None, typer.Argument(help="Its formula, e.g. 'rank(delta(close, 5))'.")] = None,
     description: Annotated[str, typer.Option(help="What the factor means.")] = "",
     category: Annotated[str, typer.Option(help="A category, e.g. momentum.")] = "",
     source: Annotated[str | None, typer.Option(help="Where it comes from, e.g. an MLflow run id.")] = None,
+    zoo: Annotated[
+        str | None,
+        typer.Option("--zoo", help="Register every factor of this zoo set instead (e.g. alpha158)."),
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="With --zoo: put this before each id (default: the set's name and _).")
+    ] = None,
     library: LibraryOption = Path(DEFAULT_PATH),
     market: MarketOption = None,
 ) -> None:
-    """Register a factor and compute its full history (all or nothing)."""
+    """Register a factor (or a zoo set's factors) and compute the full history, each all or nothing."""
+    if zoo is not None:
+        if factor_id is not None or formula is not None:
+            raise LibraryError("give either FACTOR_ID FORMULA or --zoo SET, not both")
+        register_zoo(zoo, f"{zoo}_" if prefix is None else prefix, library, market)
+        return
+    if factor_id is None or formula is None:
+        raise LibraryError("register needs FACTOR_ID and FORMULA (or --zoo SET)")
+    if prefix is not None:
+        raise LibraryError("--prefix is for --zoo SET")
     with open_library(library, read_only=False, market=market) as lib:
         record = lib.register_factor(
             factor_id, formula, description=description, category=category, source=source
@@ -255,3 +271,45 @@ def register_command(
         f"registered {record.factor_id} = {record.canonical}: "
         f"{count:,} values through {record.computed_through}"
     )
+
+
+def register_zoo(name: str, prefix: str, library: Path, market: Path | None) -> None:
+    """Register every factor of zoo set `name` under `prefix` + its id, one transaction each.
+
+    A factor whose formula is already registered (under any id) is skipped with a message; an id
+    already taken by another formula stops the command before anything is written.
+    """
+    from miner.lang import canonical
+    from miner.zoo import load_zoo, prefixed
+
+    factors = prefixed(load_zoo(name), prefix)
+    console = _console()
+    with open_library(library, read_only=False, market=market) as lib:
+        existing = lib.list_factors()
+        registered = {canonical(f): i for i, f in zip(existing["factor_id"], existing["formula"])}
+        taken = dict(zip(existing["factor_id"], existing["formula"]))
+        for factor in factors:
+            if factor.id in taken and canonical(taken[factor.id]) != canonical(factor.formula):
+                raise LibraryError(
+                    f"zoo set {name!r}: id {factor.id!r} is already registered with another formula "
+                    f"({taken[factor.id]}); choose another --prefix"
+                )
+        added = 0
+        for factor in factors:
+            same = registered.get(canonical(factor.formula))
+            if same is not None:
+                console.print(
+                    f"skipped {factor.id}: formula already registered as {same!r}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                continue
+            record = lib.register_factor(
+                factor.id, factor.formula, factor.description, factor.category, factor.source
+            )
+            registered[record.canonical] = record.factor_id
+            added += 1
+            console.print(
+                f"registered {record.factor_id} = {record.canonical}", highlight=False, soft_wrap=True
+            )
+    console.print(f"zoo set {name}: {added} registered, {len(factors) - added} skipped")

@@ -74,16 +74,7 @@ class SurvivorSelection:
     def _segment_metrics(
         self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks
     ) -> SegmentMetrics:
-        min_names = self.config.fitness.min_names
-        stats = metrics.ic_stats(metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows])
-        pearson = metrics.ic_stats(metrics.ic(values, self.label, min_names=min_names, rows=rows)[rows])
-        return SegmentMetrics(
-            rank_ic=stats["mean"],
-            icir=stats["icir"],
-            turnover=metrics.factor_turnover(values, rows=rows),
-            coverage=metrics.coverage(values, universe=np.isfinite(self.label), rows=rows),
-            ic=pearson["mean"],
-        )
+        return segment_metrics(values, self.label, ranked_label, rows, self.config.fitness.min_names)
 
     def _too_correlated(
         self, values: np.ndarray, admitted: list[tuple[Survivor, np.ndarray]], limit: float
@@ -106,6 +97,22 @@ class SurvivorSelection:
         )
         survivor.decay = {int(h): float(v) for h, v in decay.items()}
         survivor.half_life = float(metrics.half_life(decay))
+
+
+def segment_metrics(
+    values: np.ndarray, label: np.ndarray, ranked_label: metrics.LabelRanks, rows: slice, min_names: int
+) -> SegmentMetrics:
+    """A factor's rank IC, ICIR, turnover, coverage and IC on the rows of one segment (`ranked_label`
+    is `metrics.prepare_label(label, rows=rows)`)."""
+    stats = metrics.ic_stats(metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows])
+    pearson = metrics.ic_stats(metrics.ic(values, label, min_names=min_names, rows=rows)[rows])
+    return SegmentMetrics(
+        rank_ic=stats["mean"],
+        icir=stats["icir"],
+        turnover=metrics.factor_turnover(values, rows=rows),
+        coverage=metrics.coverage(values, universe=np.isfinite(label), rows=rows),
+        ic=pearson["mean"],
+    )
 
 
 def admission_failure(train: SegmentMetrics, valid: SegmentMetrics, rules: SurvivorSpec) -> str | None:
