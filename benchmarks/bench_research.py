@@ -101,7 +101,7 @@ def choose(withheld: MarketData, budget: Budget, data: Path) -> dict:
     """Zoo pick and composites, then per seed the GP and random search at the GP's budget: plain data."""
     config = experiment(budget, data, budget.seeds[0], "gp")
     context = Context.of(config, withheld)
-    seconds, zoo = timed(lambda: pick_zoo(budget.zoo, TOP_K, context, config.source))
+    seconds, zoo = timed(lambda: pick_zoo(budget.zoo, TOP_K, context, "--zoo"))
     composites = {method: composite_of(method, zoo.members, context) for method in ("ew", "ridge")}
     choices: dict = {
         "zoo": {

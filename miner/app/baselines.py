@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from evaluation import combine, forward_returns, metrics
 from miner.config import ExperimentConfig
-from miner.errors import ConfigError
+from miner.errors import ConfigError, FormulaError
 from miner.lang import Evaluator
 from miner.market import MarketData
 from miner.search.splits import Segments, make_segments
@@ -175,21 +175,33 @@ def member_of(name: str, formula: str, values: np.ndarray, context: Context) -> 
     return Member(name, formula, standardized, rank_ic)
 
 
-def pick_zoo(set_name: str, top_k: int, context: Context, source: str = "<config>") -> ZooPick:
+def pick_zoo(set_name: str, top_k: int, context: Context, where: str = "baselines.zoo") -> ZooPick:
     """The set's `top_k` factors by signed valid rank IC (only the best k are kept in memory)."""
+    best: list[Member] = []
+    for member in zoo_members(set_name, context, where):
+        if math.isfinite(member.signed_rank_ic("valid")):
+            best = sorted([*best, member], key=lambda m: -m.signed_rank_ic("valid"))[:top_k]
+    return ZooPick(set_name, best)
+
+
+def zoo_members(set_name: str, context: Context, where: str) -> Iterator[Member]:
+    """The set's factors one at a time, each evaluated and scored; a factor the market cannot
+    evaluate (e.g. a sector neutralisation on bars without sectors) is left out with a warning.
+    An unknown set is a `ConfigError` that starts with `where` (the option or key naming it)."""
     from miner.zoo import load_zoo
 
     try:
         factors = load_zoo(set_name)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: baselines.zoo: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     evaluator = Evaluator(context.market)
-    best: list[Member] = []
     for factor in factors:
-        member = member_of(factor.id, factor.formula, evaluator.evaluate(factor.formula), context)
-        if math.isfinite(member.signed_rank_ic("valid")):
-            best = sorted([*best, member], key=lambda m: -m.signed_rank_ic("valid"))[:top_k]
-    return ZooPick(set_name, best)
+        try:
+            values = evaluator.evaluate(factor.formula)
+        except FormulaError as exc:
+            log.warning("zoo %s: %s left out: %s", set_name, factor.id, exc)
+            continue
+        yield member_of(factor.id, factor.formula, values, context)
 
 
 def composite_of(method: str, members: Sequence[Member], context: Context) -> CompositeResult | None:
@@ -234,7 +246,7 @@ def baseline_report(
     mined = members_of(survivors, context)
     composites = {m: c for m in combine.METHODS if (c := composite_of(m, mined, context)) is not None}
     if zoo is None and spec.zoo != "none":
-        zoo = pick_zoo(spec.zoo, spec.top_k, context, config.source)
+        zoo = pick_zoo(spec.zoo, spec.top_k, context, f"{config.source}: baselines.zoo")
     zoo_members = [] if zoo is None else zoo.members
     return BaselineReport(
         survivors=mined,

@@ -27,8 +27,8 @@ from miner.app.baselines import (
     SegmentStats,
     composite_of,
     member_of,
-    members_of,
     segment_stats,
+    zoo_members,
 )
 from miner.app.experiment import library_panels, market_for
 from miner.app.tracking import log_finished_run, tracking_uri
@@ -77,7 +77,7 @@ def combine_factors(
         raise ConfigError("name the members one way: --factors, --category or --zoo")
     context = Context.of(config, market_for(config))
     if selection.zoo is not None:
-        members = _zoo_members(selection.zoo, context)
+        members = list(zoo_members(selection.zoo, context, "--zoo"))
     else:
         members = _library_members(selection, library, context)
     composite = composite_of(method, members, context)
@@ -94,12 +94,6 @@ def combine_factors(
     if register is not None:
         _register(register, outcome, selection, library, config)
     return outcome
-
-
-def _zoo_members(name: str, context: Context) -> list[Member]:
-    from miner.zoo import load_zoo
-
-    return members_of([(f.id, f.formula) for f in load_zoo(name)], context)
 
 
 def _library_members(selection: Selection, path: Path, context: Context) -> list[Member]:

@@ -4,6 +4,7 @@ composite figures against their formula, and the choices frozen as plain data.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,7 @@ import pytest
 
 from evaluation import metrics
 from miner import evaluate
-from miner.app.baselines import Context, baseline_report, pick_zoo
+from miner.app.baselines import Context, baseline_report, pick_zoo, zoo_members
 from miner.app.experiment import market_for
 from miner.errors import ConfigError
 from miner.search.evolution import Miner
@@ -109,4 +110,16 @@ def test_no_zoo_and_an_unknown_zoo(run: dict) -> None:
     assert report.zoo is None and report.zoo_plus_mined is None
     assert not any(k.startswith("zoo") for k in report.metrics())
     with pytest.raises(ConfigError, match=r"baselines.zoo: unknown zoo set 'nope'"):
-        pick_zoo("nope", 3, Context.of(config, run["market"]), "x.yaml")
+        pick_zoo("nope", 3, Context.of(config, run["market"]), "x.yaml: baselines.zoo")
+
+
+def test_zoo_factors_the_market_cannot_evaluate_are_left_out(run: dict) -> None:
+    market = run["market"]
+    without_sectors = dataclasses.replace(
+        market, fields={k: v for k, v in market.fields.items() if k != "sector"}, groups={}
+    )
+    context = Context.of(run["config"], without_sectors)
+    names = [m.name for m in zoo_members("alpha101", context, "x")]
+    needs_sector = [f.id for f in load_zoo("alpha101") if "sector" in f.formula]
+    assert needs_sector and not set(needs_sector) & set(names)
+    assert len(names) == len(load_zoo("alpha101")) - len(needs_sector)
