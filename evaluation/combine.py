@@ -4,7 +4,7 @@ Every method works on the members' cross-sectionally standardised values, `zscor
 date (`standardize`: robust to outliers, unit variance), and its composite is the weighted sum of
 those with a missing member counting as neutral (0): the formula
 
-    nan_add(0.4132 * zscore(rank(f_a)), -0.2201 * zscore(rank(f_b)))
+    nan_add(0.6524 * zscore(rank(f_a)), -0.3476 * zscore(rank(f_b)))
 
 computes exactly what `composite` does (`composite_formula` writes it). A composite is NaN only
 where every member is missing.
