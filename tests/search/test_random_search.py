@@ -1,11 +1,10 @@
 """Random search, the GP's baseline: exactly its budget of distinct new formulas from the GP's
-generator, the same pruning and admission, deterministic for a seed whatever n_jobs, resumable."""
+generator, the same pruning and admission, deterministic for a seed whatever n_jobs (resuming is
+tested with the GP's in test_evolution.py)."""
 
 from __future__ import annotations
 
-import math
 import random
-from pathlib import Path
 
 import pytest
 from deap import gp
@@ -16,7 +15,7 @@ from miner.errors import ConfigError
 from miner.lang import canonicalize, parse, to_string
 from miner.search.evolution import Miner
 from miner.search.language import to_formula, triviality
-from tests.search.test_evolution import Interrupted, hall_signature, small
+from tests.search.test_evolution import hall_signature, small
 
 
 def random_config(**changes: object):
@@ -71,23 +70,6 @@ def test_same_seed_same_result_whatever_n_jobs_and_seeds_differ() -> None:
     assert [s.formula for s in first.survivors] == [s.formula for s in parallel.survivors]
     other = Miner(random_config(gp__budget=90, seed=99), market).run()
     assert hall_signature(other) != hall_signature(first)
-
-
-def test_random_search_resumes_like_an_uninterrupted_run(tmp_path: Path) -> None:
-    config = random_config(gp__budget=150)
-    market = market_for(config)
-    uninterrupted = Miner(config, market).run()
-
-    def stop_at_two(stats) -> None:
-        if stats.generation == 2:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        Miner(config, market, on_generation=stop_at_two, checkpoint_dir=tmp_path).run()
-    resumed = Miner(config, market, checkpoint_dir=tmp_path).run(resume=True)
-    assert hall_signature(resumed) == hall_signature(uninterrupted)
-    assert [g.scored for g in resumed.logbook] == [g.scored for g in uninterrupted.logbook]
-    assert len(resumed.logbook) == math.ceil(150 / config.gp.population)
 
 
 def test_a_language_with_few_formulas_ends_the_search_early() -> None:
