@@ -103,7 +103,8 @@ class BaselineReport:
     zoo_plus_mined: CompositeResult | None
 
     def metrics(self) -> dict[str, float]:
-        """The run's baseline figures as flat MLflow metric names (NaN where there is none)."""
+        """The run's baseline figures by MLflow metric name (a composite that could not be formed,
+        e.g. of no survivors, has none; a mean over no factor is NaN)."""
         values: dict[str, float] = {}
         for segment in SEGMENTS:
             values[f"survivors_mean_{segment}_rank_ic"] = mean_signed_rank_ic(self.survivors, segment)
@@ -247,13 +248,13 @@ def baseline_report(
     composites = {m: c for m in combine.METHODS if (c := composite_of(m, mined, context)) is not None}
     if zoo is None and spec.zoo != "none":
         zoo = pick_zoo(spec.zoo, spec.top_k, context, f"{config.source}: baselines.zoo")
-    zoo_members = [] if zoo is None else zoo.members
+    picked = [] if zoo is None else zoo.members
     return BaselineReport(
         survivors=mined,
         composites=composites,
         zoo=zoo,
-        zoo_composite=composite_of(spec.method, zoo_members, context),
-        zoo_plus_mined=composite_of(spec.method, [*zoo_members, *mined], context) if zoo else None,
+        zoo_composite=composite_of(spec.method, picked, context),
+        zoo_plus_mined=composite_of(spec.method, [*picked, *mined], context) if zoo else None,
     )
 
 
