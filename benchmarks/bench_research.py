@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from joblib.externals.loky import get_reusable_executor
 
-from miner.app.baselines import Context, composite_of, pick_zoo
+from miner.app.baselines import Context, ZooPick, composite_of, pick_zoo
 from miner.app.research import frozen_run, score_choices, withhold_test
 from miner.config import ExperimentConfig, config_from_dict
 from miner.market import MarketData
@@ -94,6 +95,23 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its worker processes that have ended."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def measured_run(config: ExperimentConfig, withheld: MarketData, zoo: ZooPick) -> dict:
+    """`frozen_run` with its CPU seconds, workers included: they start inside the run and are
+    stopped at its end, so every run pays its own start-up (a machine shared with other jobs makes
+    wall time a poor measure; CPU time is what the run cost)."""
+    get_reusable_executor().shutdown(wait=True)
+    before = cpu_seconds()
+    run = frozen_run(config, withheld, zoo)
+    get_reusable_executor().shutdown(wait=True)
+    return {**asdict(run), "cpu_seconds": cpu_seconds() - before}
+
+
 # --- step 1: every choice, with the test period withheld -------------------------------------
 
 
@@ -113,13 +131,15 @@ def choose(withheld: MarketData, budget: Budget, data: Path) -> dict:
         "runs": [],
     }
     for seed in budget.seeds:
-        gp = frozen_run(experiment(budget, data, seed, "gp"), withheld, zoo)
-        print(f"seed {seed}: GP scored {gp.candidates} formulas in {gp.mining_seconds:.0f} s", flush=True)
-        rand = frozen_run(experiment(budget, data, seed, "random", gp.candidates), withheld, zoo)
-        print(
-            f"seed {seed}: random search scored {rand.candidates} in {rand.mining_seconds:.0f} s", flush=True
-        )
-        choices["runs"] += [asdict(gp), asdict(rand)]
+        gp = measured_run(experiment(budget, data, seed, "gp"), withheld, zoo)
+        rand = measured_run(experiment(budget, data, seed, "random", gp["candidates"]), withheld, zoo)
+        for run in (gp, rand):
+            print(
+                f"seed {seed}: {run['search']} scored {run['candidates']} formulas in "
+                f"{run['mining_seconds']:.0f} s ({run['cpu_seconds']:.0f} CPU s), load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+        choices["runs"] += [gp, rand]
     return choices
 
 
@@ -269,11 +289,17 @@ def main() -> None:
         print(f"### {segment}\n")
         print(run_table(results, segment, budget) + "\n")
         print(summary_table(results, segment) + "\n")
-    print("### wall time per run (s)\n")
-    print("| seed | search | mining | survivors' and zoo report |\n|---:|---|---:|---:|")
+    print("### cost and search progress per run\n")
+    print(
+        "| seed | search | mining wall s | report wall s | CPU s (workers included) "
+        "| best train fitness after the first / last generation |"
+    )
+    print("|---:|---|---:|---:|---:|---|")
     for run in results["runs"]:
+        best = run["best_train_fitness"]
         print(
-            f"| {run['seed']} | {run['search']} | {run['mining_seconds']:.0f} | {run['report_seconds']:.0f} |"
+            f"| {run['seed']} | {run['search']} | {run['mining_seconds']:.0f} | {run['report_seconds']:.0f} "
+            f"| {run['cpu_seconds']:.0f} | {best[0]:.3f} / {best[-1]:.3f} |"
         )
 
 

@@ -9,6 +9,7 @@ signs, composite weights); `score_choices` then evaluates those frozen choices o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ class FrozenRun:
     candidates: int  # distinct formulas scored
     mining_seconds: float
     report_seconds: float
+    best_train_fitness: list[float]  # the best fitness scored so far, by generation (round)
     choices: dict
 
 
@@ -66,6 +68,7 @@ def frozen_run(config: ExperimentConfig, withheld: MarketData, zoo: ZooPick | No
         candidates=sum(g.scored for g in result.logbook),
         mining_seconds=mined - started,
         report_seconds=time.perf_counter() - mined,
+        best_train_fitness=list(itertools.accumulate((g.best for g in result.logbook), max)),
         choices=report.choices(),
     )
 
