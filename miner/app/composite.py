@@ -83,7 +83,7 @@ def combine_factors(
     composite = composite_of(method, members, context)
     if composite is None:
         raise ConfigError(f"no {method} composite of {selection.describe()}: no member has a train rank IC")
-    best = max(members, key=lambda m: m.signed_rank_ic("valid") if m.sign else -np.inf)
+    best = max(members, key=lambda m: np.nan_to_num(m.signed_rank_ic("valid"), nan=-np.inf))
     best_segments = {
         segment: segment_stats(best.sign * best.standardized, context, rows)
         for segment, rows in context.segments.as_dict().items()
