@@ -7,7 +7,8 @@ compares, at equal candidate budgets,
 (b) random search (`gp.search: random`) scoring exactly as many distinct formulas as the GP did;
 (c) the GP as `experiments/daily_us.yaml` configures it, its budget sized for about 5 minutes;
 each with its survivors' mean signed rank IC, their ew and ridge composites, and zoo + mined vs
-zoo-only (ridge composites), then the medians over seeds and the ratios issue 15 is judged on.
+zoo-only (ridge composites), then the medians over seeds and the ratios issue 15 is judged on. A
+run that admits no survivor delivers no factor: its survivors' figures count as 0.
 
 Nothing is chosen on the test years, by construction (`miner.app.research`): every search, zoo
 pick, sign, weight and penalty is chosen on a market whose test period is NaN (`withhold_test`),
@@ -15,6 +16,7 @@ the choices are frozen as plain data (JSON, written with `--choices FILE`), and 
 scored on the full market's test rows.
 
     python benchmarks/bench_research.py [--quick] [--zoo SET] [--choices FILE] [--data PATH]
+    python benchmarks/bench_research.py --from-choices FILE     # re-score frozen choices, no mining
 """
 
 from __future__ import annotations
@@ -184,12 +186,15 @@ def run_table(results: dict, segment: str, budget: Budget) -> str:
         f"| {cell(zoo.get('composite_ridge_rank_ic'))} | | {cell(zoo.get('composite_ridge_rank_ic'))} |"
     )
     for run in results["runs"]:
-        s = run["scores"][segment]
         label = "random search (b)" if run["search"] == "random" else "GP (c)"
+        mined = [
+            cell(delivered(run, key, segment))
+            for key in ("survivors_mean_rank_ic", "composite_ew_rank_ic", "composite_ridge_rank_ic")
+        ]
+        s = run["scores"][segment]
         lines.append(
             f"| {run['seed']} | {label} | {run['candidates']} | {run['mining_seconds']:.0f} "
-            f"| {len(run['choices']['survivors'])} | {cell(s['survivors_mean_rank_ic'])} "
-            f"| {cell(s.get('composite_ew_rank_ic'))} | {cell(s.get('composite_ridge_rank_ic'))} "
+            f"| {len(run['choices']['survivors'])} | {' | '.join(mined)} "
             f"| {cell(s.get('zoo_plus_mined_composite_rank_ic'))} | {cell(s.get('zoo_composite_rank_ic'))} |"
         )
     return "\n".join(lines)
@@ -201,8 +206,15 @@ def load_zoo_ids(name: str) -> list[str]:
     return [f.id for f in load_zoo(name)]
 
 
+def delivered(run: dict, key: str, segment: str) -> float:
+    """A run's figure; a run that admitted no survivor delivers no factor, so its survivors' mean and
+    composites count as 0 (its zoo + mined composite is the zoo's)."""
+    value = run["scores"][segment].get(key, float("nan"))
+    return 0.0 if value != value and not run["choices"]["survivors"] else value
+
+
 def median_of(runs: Sequence[dict], search: str, key: str, segment: str) -> float:
-    values = [r["scores"][segment].get(key, float("nan")) for r in runs if r["search"] == search]
+    values = [delivered(r, key, segment) for r in runs if r["search"] == search]
     finite = [v for v in values if v == v]
     return statistics.median(finite) if finite else float("nan")
 
@@ -256,39 +268,61 @@ def git_state() -> str:
     return head.stdout.strip() or "unknown"
 
 
+def survivors_table(choices: dict) -> str:
+    lines = ["| seed | search | survivor (in its train direction) |", "|---:|---|---|"]
+    for run in choices["runs"]:
+        formulas = [f"{'' if e['sign'] > 0 else '-'}[{e['formula']}]" for e in run["choices"]["survivors"]]
+        lines.append(
+            f"| {run['seed']} | {run['search']} | {'; '.join(f'`{f}`' for f in formulas) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 300 names, 1 seed, tiny budget")
     parser.add_argument("--zoo", help="zoo set for (a) and the zoo + mined composites")
     parser.add_argument("--choices", type=Path, help="write the frozen choices (JSON) here")
+    parser.add_argument(
+        "--from-choices", type=Path, help="score choices frozen by an earlier run (no mining; same options)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
     budget = QUICK if args.quick else FULL
     if args.zoo:
         budget = Budget(budget.population, budget.generations, budget.seeds, args.zoo, budget.instruments)
 
-    started = time.perf_counter()
     market = load(args.data, budget.instruments)
-    segments = Context.of(experiment(budget, args.data, budget.seeds[0], "gp"), market).segments
-    withheld = withhold_test(market, segments)
-    choices = json.loads(json.dumps(choose(withheld, budget, args.data)))  # frozen: plain data only
-    if args.choices:
-        args.choices.write_text(json.dumps(choices, indent=2))
-    chose = time.perf_counter()
+    if args.from_choices:
+        choices = json.loads(args.from_choices.read_text())
+    else:
+        started = time.perf_counter()
+        segments = Context.of(experiment(budget, args.data, budget.seeds[0], "gp"), market).segments
+        choices = choose(withhold_test(market, segments), budget, args.data)
+        choices |= {"git": git_state(), "seconds": time.perf_counter() - started, "load": os.getloadavg()[0]}
+        choices = json.loads(json.dumps(choices))  # frozen: plain data only
+        if args.choices:
+            args.choices.write_text(json.dumps(choices, indent=2))
+    started = time.perf_counter()
     results = score(choices, market, budget, args.data)
-    scored = time.perf_counter()
+    scoring = time.perf_counter() - started
 
     print(f"\n## Research benchmark ({'quick' if args.quick else 'full'})\n")
     print(
-        f"git {git_state()}, {market.N} instruments x {market.T} dates, zoo {budget.zoo}, population "
-        f"{budget.population} x {budget.generations} generations (2 islands), seeds {list(budget.seeds)}, "
-        f"load average {os.getloadavg()[0]:.1f}; choosing {chose - started:.0f} s (zoo pick "
-        f"{choices['zoo']['seconds']:.0f} s), scoring the frozen choices {scored - chose:.0f} s\n"
+        f"git {choices.get('git', 'unknown')}, {market.N} instruments x {market.T} dates, zoo {budget.zoo}, "
+        f"population {budget.population} x {budget.generations} generations (2 islands), seeds "
+        f"{list(budget.seeds)}; choosing {choices.get('seconds', float('nan')):.0f} s (zoo pick "
+        f"{choices['zoo']['seconds']:.0f} s, load average at the end {choices.get('load', float('nan')):.1f}), "
+        f"scoring the frozen choices {scoring:.0f} s"
+        + (f" (re-scored from {args.from_choices})" if args.from_choices else "")
+        + "\n"
     )
     for segment in ("test", "valid"):
         print(f"### {segment}\n")
         print(run_table(results, segment, budget) + "\n")
         print(summary_table(results, segment) + "\n")
+    print("### survivors\n")
+    print(survivors_table(choices) + "\n")
     print("### cost and search progress per run\n")
     print(
         "| seed | search | mining wall s | report wall s | CPU s (workers included) "
