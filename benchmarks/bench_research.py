@@ -188,7 +188,7 @@ def run_table(results: dict, segment: str, budget: Budget) -> str:
     for run in results["runs"]:
         label = "random search (b)" if run["search"] == "random" else "GP (c)"
         mined = [
-            cell(delivered(run, key, segment))
+            cell(delivered(run, key, segment)) if run["choices"]["survivors"] else "none: 0"
             for key in ("survivors_mean_rank_ic", "composite_ew_rank_ic", "composite_ridge_rank_ic")
         ]
         s = run["scores"][segment]
