@@ -1,8 +1,10 @@
 """Quantile operators: order statistics of a trailing window, as Qlib's `Quantile` (pandas
 `rolling(d, min_periods=1).quantile(q)`, linear interpolation).
 
-Each window's valid values are gathered in row order and sorted, so the result depends on the
-window's values alone: recomputing from `lookback` rows earlier gives identical bits.
+Each column's valid window values are kept sorted as the window slides, with `ts_median`'s helpers:
+the row leaving is dropped, the row entering inserted, and equal values stay in row order. The
+sorted window is then a function of the window's rows alone, so recomputing from `lookback` rows
+earlier gives identical bits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from operators.registry import Arg, operator, window_lookback
-from operators.timeseries import _finite, _window, _window_start
+from operators.timeseries import _drop_sorted, _finite, _insert_sorted, _window
 
 FAMILY = "quantile"
 
@@ -37,18 +39,18 @@ def _interpolated(ordered, q):
 def _ts_quantile(x, d, q):
     rows, cols = x.shape
     out = np.empty((rows, cols))
-    values = np.empty(min(d, rows))
-    for n in range(cols):
-        for t in range(rows):
-            m = 0
-            for k in range(_window_start(t, d), t + 1):
-                v = x[k, n]
-                if v == v:
-                    values[m] = v
-                    m += 1
-            window = values[:m]
-            window.sort()
-            out[t, n] = _interpolated(window, q) if m > 0 else np.nan
+    window = np.empty((cols, min(d, rows)))
+    size = np.zeros(cols, dtype=np.int64)
+    for t in range(rows):
+        for n in range(cols):
+            m = size[n]
+            leaving = x[t - d, n] if t >= d else np.nan
+            if leaving == leaving:
+                m = _drop_sorted(window[n], m, leaving)
+            if x[t, n] == x[t, n]:
+                m = _insert_sorted(window[n], m, x[t, n])
+            size[n] = m
+            out[t, n] = _interpolated(window[n, :m], q) if m > 0 else np.nan
     return out
 
 

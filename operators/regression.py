@@ -11,6 +11,8 @@ undefined (NaN, as Qlib's), the residual is 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit
 
@@ -18,6 +20,7 @@ from operators.registry import Arg, operator, window_lookback
 from operators.timeseries import _centre, _finite, _summarise, _window, _window_start
 
 FAMILY = "regression"
+Kernel = Callable[..., np.ndarray]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -76,7 +79,8 @@ def _ts_fit(x, d, residual):
     return out
 
 
-def _regression(name: str, doc: str):
+def _regression(name: str, doc: str) -> Callable[[Kernel], Kernel]:
+    """Declare a trailing-window fit operator name(x, d)."""
     return operator(
         name, Arg.series("x"), Arg.window("d"), family=FAMILY, lookback=window_lookback("d"), doc=doc
     )

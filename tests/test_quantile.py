@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import random_panel
 from numpy.testing import assert_allclose, assert_array_equal
+from test_timeseries import bits, make_x, read_only
 
 from miner.errors import FormulaError
 from miner.lang import parse
@@ -14,19 +14,6 @@ from operators import REGISTRY, Kind
 from operators.quantile import ts_quantile
 
 NAN = np.nan
-
-
-def read_only(x: np.ndarray) -> np.ndarray:
-    x = np.array(x, dtype=float)
-    x.flags.writeable = False
-    return x
-
-
-def make_x() -> np.ndarray:
-    """random_panel (NaN holes, late listing, constant stretch, all-NaN column) with ties."""
-    x = random_panel(np.random.default_rng(11), t=60, n=12)
-    x[:, 3] = np.round(x[:, 3] / 2.0)
-    return read_only(x)
 
 
 X = make_x()
@@ -43,10 +30,6 @@ def test_hand_worked_interpolation() -> None:
     x = read_only(np.array([[3.0, 1.0, NAN, 2.0, NAN, NAN, NAN, NAN]]).T)
     # t=3: the valid values of rows 0..3 are 1, 2, 3; q = 0.25 sits halfway between 1 and 2
     assert_allclose(ts_quantile(x, 4, 0.25)[:, 0], [3.0, 1.5, 1.5, 1.5, 1.25, 2.0, 2.0, NAN])
-
-
-def bits(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x).view(np.uint64)
 
 
 def test_recomputing_from_lookback_rows_is_bit_identical() -> None:

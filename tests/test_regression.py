@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import random_panel
 from numpy.testing import assert_allclose, assert_array_equal
+from test_timeseries import bits, extreme_panel, make_x, read_only
 
 from operators import REGISTRY, Kind
 from operators.regression import ts_resi, ts_rsquare
@@ -14,19 +14,6 @@ from operators.regression import ts_resi, ts_rsquare
 NAN = np.nan
 WINDOWS = (1, 2, 5, 20, 75)
 TOLERANCE = {"rtol": 1e-9, "atol": 1e-9}
-
-
-def read_only(x: np.ndarray) -> np.ndarray:
-    x = np.array(x, dtype=float)
-    x.flags.writeable = False
-    return x
-
-
-def make_x() -> np.ndarray:
-    """random_panel (NaN holes, late listing, constant stretch, all-NaN column) with ties."""
-    x = random_panel(np.random.default_rng(7), t=60, n=12)
-    x[:, 3] = np.round(x[:, 3] / 2.0)
-    return read_only(x)
 
 
 X = make_x()
@@ -86,20 +73,6 @@ def test_constant_windows_fit_exactly() -> None:
     assert_array_equal(ts_resi(x, 4)[:5, 0], [NAN, NAN, 0.0, 0.0, 0.0])
     assert np.isnan(ts_rsquare(x, 4)[:5, 0]).all()
     assert np.isfinite(ts_rsquare(x, 4)[5, 0]) and np.isfinite(ts_resi(x, 4)[5, 0])
-
-
-def bits(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x).view(np.uint64)
-
-
-def extreme_panel() -> np.ndarray:
-    """Huge, tiny, signed-zero and NaN values, a constant huge column and a zero column."""
-    rng = np.random.default_rng(5)
-    choices = [0.0, -0.0, 5e-324, -1e-300, 1e-300, 1.0, -1.0, 1e300, -1e300, 1.7e308, -1.7e308, NAN]
-    x = rng.choice(choices, size=(40, 8))
-    x[:, 6] = 1.7e308
-    x[:, 7] = 0.0
-    return read_only(x)
 
 
 @pytest.mark.parametrize("panel", [X, extreme_panel()], ids=["random", "extreme"])

@@ -256,7 +256,9 @@ def register_command(
     if zoo is not None:
         if factor_id is not None or formula is not None:
             raise LibraryError("give either FACTOR_ID FORMULA or --zoo SET, not both")
-        register_zoo(zoo, f"{zoo}_" if prefix is None else prefix, library, market)
+        from miner.zoo import default_prefix
+
+        register_zoo(zoo, default_prefix(zoo) if prefix is None else prefix, library, market)
         return
     if factor_id is None or formula is None:
         raise LibraryError("register needs FACTOR_ID and FORMULA (or --zoo SET)")

@@ -27,7 +27,6 @@ zoo_app = typer.Typer(
     no_args_is_help=True,
 )
 
-SEGMENTS = ("train", "valid", "test")
 WIDE = 100  # console columns that fit every segment's turnover in the report table
 SetArgument = Annotated[str, typer.Argument(metavar="SET", help="A zoo set, e.g. alpha158.")]
 
@@ -39,11 +38,11 @@ class ListFormat(enum.StrEnum):
 
 def set_factors(name: str | None) -> list[ZooFactor]:
     """The factors of set `name`; without a name, every set's, ids prefixed by the set (alpha158_KMID)."""
-    from miner.zoo import load_zoo, prefixed, zoo_names
+    from miner.zoo import default_prefix, load_zoo, prefixed, zoo_names
 
     if name is not None:
         return load_zoo(name)
-    return [factor for each in zoo_names() for factor in prefixed(load_zoo(each), f"{each}_")]
+    return [factor for each in zoo_names() for factor in prefixed(load_zoo(each), default_prefix(each))]
 
 
 @zoo_app.command("list")
@@ -99,6 +98,8 @@ def report_command(
 def report_table(name: str, report: pd.DataFrame, width: int) -> Table:
     """Rank IC and ICIR on each segment and turnover, one row per factor; turnover on valid only
     when fewer than `WIDE` columns are available (the report file has every segment's)."""
+    from miner.app.zoo_report import SEGMENTS
+
     table = Table(
         title=f"zoo set {name} (test is reported only)",
         box=box.SIMPLE_HEAD,

@@ -4,6 +4,6 @@ Each set is a YAML file in `miner/zoo/sets/`. Loading one reads the file only: i
 parsed (and the kernels loaded) when something evaluates them.
 """
 
-from miner.zoo.loader import ZooFactor, load_zoo, prefixed, zoo_names
+from miner.zoo.loader import ZooFactor, default_prefix, load_zoo, prefixed, zoo_names
 
-__all__ = ["ZooFactor", "load_zoo", "prefixed", "zoo_names"]
+__all__ = ["ZooFactor", "default_prefix", "load_zoo", "prefixed", "zoo_names"]

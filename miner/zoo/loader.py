@@ -47,6 +47,11 @@ def load_zoo(name: str) -> list[ZooFactor]:
     return list(_load(name))
 
 
+def default_prefix(name: str) -> str:
+    """What goes before the ids of set `name` where sets meet (listing them all, a library): ``name_``."""
+    return f"{name}_"
+
+
 def prefixed(factors: list[ZooFactor], prefix: str) -> list[ZooFactor]:
     """The factors with `prefix` put before each id (e.g. ``alpha158_`` + ``KMID``)."""
     return [dataclasses.replace(factor, id=f"{prefix}{factor.id}") for factor in factors]

@@ -39,6 +39,14 @@ def config(bars: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def library(bars: Path, tmp_path: Path) -> Path:
+    """A factor library holding the bars as its market."""
+    path = tmp_path / "factors.duckdb"
+    assert miner("data", "import", str(bars), "--store", str(path)).returncode == 0
+    return path
+
+
 def test_list_tsv_is_one_line_per_factor_and_nothing_else() -> None:
     done = miner("zoo", "list", "classic", "--format", "tsv")
     assert done.returncode == 0 and done.stderr == ""
@@ -134,9 +142,7 @@ def test_report_lists_factors_the_data_cannot_evaluate(bars: Path, config: Path)
     assert "not evaluated: alpha048: 'sector' is not a group label" in done.stdout
 
 
-def test_register_a_set_then_skip_what_is_registered(bars: Path, tmp_path: Path) -> None:
-    library = tmp_path / "factors.duckdb"
-    assert miner("data", "import", str(bars), "--store", str(library)).returncode == 0
+def test_register_a_set_then_skip_what_is_registered(bars: Path, library: Path) -> None:
     first = miner("library", "register", "--zoo", "classic", "--library", str(library))
     assert first.returncode == 0, first.stderr
     assert "zoo set classic: 13 registered, 0 skipped" in first.stdout
@@ -156,9 +162,7 @@ def test_register_a_set_then_skip_what_is_registered(bars: Path, tmp_path: Path)
     assert "zoo set classic: 0 registered, 13 skipped" in again.stdout
 
 
-def test_register_refuses_an_id_taken_by_another_formula(bars: Path, tmp_path: Path) -> None:
-    library = tmp_path / "factors.duckdb"
-    assert miner("data", "import", str(bars), "--store", str(library)).returncode == 0
+def test_register_refuses_an_id_taken_by_another_formula(library: Path) -> None:
     taken = miner("library", "register", "classic_rev_5d", "rank(close)", "--library", str(library))
     assert taken.returncode == 0, taken.stderr
     done = miner("library", "register", "--zoo", "classic", "--library", str(library))

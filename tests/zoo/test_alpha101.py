@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from miner.lang import evaluate
-from miner.market import MarketData
 from miner.zoo import load_zoo
+from tests.zoo.markets import random_bars
 
 Frame = pd.DataFrame
 ROWS, NAMES = 300, 12
@@ -51,32 +51,7 @@ def neutralize(x: Frame, groups: pd.Series) -> Frame:
     return x - x.T.groupby(groups).transform("mean").T
 
 
-def small_market() -> tuple[MarketData, dict[str, Frame], pd.Series]:
-    rng = np.random.default_rng(101)
-    dates = pd.bdate_range("2020-01-02", periods=ROWS)
-    names = [f"S{i:02d}" for i in range(NAMES)]
-    close = 40 * np.exp(np.cumsum(rng.normal(0, 0.02, (ROWS, NAMES)), axis=0))
-    open_ = close * np.exp(rng.normal(0, 0.01, close.shape))
-    high = np.maximum(open_, close) * (1 + rng.uniform(0.001, 0.02, close.shape))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0.001, 0.02, close.shape))
-    fields = {
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": rng.lognormal(12, 0.5, close.shape),
-        "vwap": (high + low + close) / 3,
-    }
-    frames = {k: pd.DataFrame(v, index=dates, columns=names) for k, v in fields.items()}
-    frames["returns"] = frames["close"].pct_change()
-    sectors = pd.Series(rng.choice(["Energy", "Health", "Tech"], NAMES), index=names)
-    long = pd.concat({k: frames[k].stack() for k in fields}, axis=1).rename_axis(["date", "instrument"])
-    long = long.reset_index()
-    long["sector"] = long["instrument"].map(sectors)
-    return MarketData.from_frame(long), frames, sectors
-
-
-MARKET, P, SECTORS = small_market()
+MARKET, P, SECTORS = random_bars(seed=101, rows=ROWS, names=NAMES)
 ZOO = {f.id: f for f in load_zoo("alpha101")}
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from miner.lang import evaluate
-from miner.market import MarketData
 from miner.zoo import load_zoo
+from tests.zoo.markets import random_bars
 
 Frame = pd.DataFrame
 ROWS, NAMES = 90, 5
@@ -163,29 +163,7 @@ QLIB: dict[str, tuple[Reference, int]] = {
 }
 
 
-def small_market() -> tuple[MarketData, dict[str, Frame]]:
-    """A random OHLCV market with no gaps and no ties, and its fields as (date x name) frames."""
-    rng = np.random.default_rng(158)
-    dates = pd.bdate_range("2021-01-04", periods=ROWS)
-    names = [f"S{i}" for i in range(NAMES)]
-    close = 30 * np.exp(np.cumsum(rng.normal(0, 0.02, (ROWS, NAMES)), axis=0))
-    open_ = close * np.exp(rng.normal(0, 0.01, close.shape))
-    high = np.maximum(open_, close) * (1 + rng.uniform(0.001, 0.02, close.shape))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0.001, 0.02, close.shape))
-    fields = {
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": rng.lognormal(12, 0.5, close.shape),
-        "vwap": (high + low + 2 * close) / 4,
-    }
-    frames = {k: pd.DataFrame(v, index=dates, columns=names) for k, v in fields.items()}
-    long = pd.concat({k: f.stack() for k, f in frames.items()}, axis=1).rename_axis(["date", "instrument"])
-    return MarketData.from_frame(long.reset_index()), frames
-
-
-MARKET, FRAMES = small_market()
+MARKET, FRAMES, _ = random_bars(seed=158, rows=ROWS, names=NAMES)
 ZOO = {f.id: f for f in load_zoo("alpha158")}
 
 
