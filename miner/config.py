@@ -133,6 +133,12 @@ class MutationSpec(Strict):
 
 
 class GPSpec(Strict):
+    """The search. `search: random` is the baseline a GP must beat: it scores `budget` distinct random
+    trees (default population x generations) from the same generator, memo and pruning, in rounds of
+    `population`, and admits survivors the same way."""
+
+    search: Literal["gp", "random"] = "gp"
+    budget: int | None = Field(None, ge=1)
     population: int = Field(300, ge=4)
     generations: int = Field(10, ge=1)
     tournament_size: int = Field(3, ge=2)
@@ -165,7 +171,14 @@ class GPSpec(Strict):
             raise ValueError(f"init_depth {self.init_depth} must satisfy 1 <= min <= max <= max_depth")
         if self.elitism >= self.population:
             raise ValueError("elitism must be smaller than the population")
+        if self.budget is not None and self.search != "random":
+            raise ValueError("budget is the number of candidates of a random search (search: random)")
         return self
+
+    @property
+    def candidates(self) -> int:
+        """The distinct candidates a random search scores."""
+        return self.budget if self.budget is not None else self.population * self.generations
 
 
 class FitnessSpec(Strict):
@@ -231,6 +244,16 @@ class LibrarySpec(Strict):
     path: Path | None = None
 
 
+class BaselineSpec(Strict):
+    """What every run reports beside its survivors: their composites by each method, the `zoo` set's
+    `top_k` factors picked on valid (`zoo: none` skips them) with their composite, and zoo + mined,
+    both combined by `method` (`evaluation.combine`)."""
+
+    zoo: str = "classic"
+    top_k: int = Field(10, ge=1)
+    method: Literal["ew", "icw", "ridge", "lasso"] = "ridge"
+
+
 class ExperimentConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -244,6 +267,7 @@ class ExperimentConfig(Strict):
     parallel: ParallelSpec = ParallelSpec()
     tracking: TrackingSpec = TrackingSpec()
     library: LibrarySpec = LibrarySpec()
+    baselines: BaselineSpec = BaselineSpec()
     checkpoint_dir: Path | None = None
     _source: str = PrivateAttr("<config>")
 

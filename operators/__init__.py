@@ -9,6 +9,7 @@ under `operators/__pycache__` and `evaluation/__pycache__`, or its callers keep 
 """
 
 from operators import (  # noqa: F401  (declares)
+    combination,
     cross_section,
     elementwise,
     quantile,

@@ -15,6 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from miner.app.combine_cli import combine_command
 from miner.app.console import DebugOption, console, err_console
 from miner.app.data_cli import data_app
 from miner.app.library_cli import library_app
@@ -22,6 +23,7 @@ from miner.app.zoo_cli import zoo_app
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
+    from miner.app.baselines import BaselineReport
     from miner.config import ExperimentConfig
     from miner.search.results import MiningResult
 
@@ -35,6 +37,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(library_app, name="library")
 app.add_typer(zoo_app, name="zoo")
+app.command("combine")(combine_command)
 
 
 @app.callback()
@@ -104,6 +107,7 @@ def mine_command(
     outcome = mine(config, resume=resume, console=console)
     for table in survivor_tables(outcome.result):
         console.print(table)
+    print_baselines(outcome.baselines)
     if outcome.run_id:
         console.print(
             f"MLflow run [bold]{outcome.run_id}[/] in experiment '{config.name}' at {config.tracking.uri}\n"
@@ -129,6 +133,15 @@ def promote_command(
 
     for outcome in promote(run_id, tracking_uri, library, factor, everything, store):
         console.print(outcome.message, highlight=False)
+
+
+def print_baselines(report: BaselineReport) -> None:
+    from miner.app.baselines import baseline_table, verdict
+
+    console.print(baseline_table(report))
+    line = verdict(report)
+    if line:
+        console.print(line, highlight=False)
 
 
 def with_overrides(

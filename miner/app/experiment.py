@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -11,6 +14,9 @@ from miner.market import MarketData, session_grid
 from miner.market.ingest import read_bar_file
 from miner.market.store import MarketStore
 from miner.market.synthetic import RULES_OF_SESSION, synthetic_market
+
+if TYPE_CHECKING:
+    from miner.library import FactorLibrary
 
 
 def market_for(config: ExperimentConfig) -> MarketData:
@@ -93,10 +99,17 @@ def library_factors_for(config: ExperimentConfig, market: MarketData) -> dict[st
         raise ConfigError(f"{config.source}: library.path: factor library {path} does not exist")
     from miner.library import FactorLibrary
 
+    with FactorLibrary(path, read_only=True) as library:
+        return library_panels(library, library.list_factors()["factor_id"], market)
+
+
+def library_panels(
+    library: FactorLibrary, factor_ids: Iterable[str], market: MarketData
+) -> dict[str, np.ndarray]:
+    """Library factors' stored values on the market's grid (NaN where a factor has no value)."""
     dates = pd.DatetimeIndex(market.dates.astype("datetime64[ns]"))
     panels = {}
-    with FactorLibrary(path, read_only=True) as library:
-        for factor_id in library.list_factors()["factor_id"]:
-            frame = library.get_factor(factor_id).reindex(index=dates, columns=list(market.instruments))
-            panels[factor_id] = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
+    for factor_id in factor_ids:
+        frame = library.get_factor(factor_id).reindex(index=dates, columns=list(market.instruments))
+        panels[factor_id] = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
     return panels

@@ -8,8 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from miner.app.baselines import BaselineReport, baseline_report
 from miner.app.experiment import library_factors_for, market_for
-from miner.app.tracking import RunTracker
+from miner.app.tracking import RunTracker, tracking_uri
 from miner.config import ExperimentConfig
 from miner.search.evolution import Miner
 from miner.search.results import GenerationStats, MiningResult
@@ -21,6 +22,7 @@ RUN_ID_FILE = "mlflow_run_id"
 class Outcome:
     result: MiningResult
     run_id: str | None
+    baselines: BaselineReport
 
 
 def checkpoint_dir_for(config: ExperimentConfig) -> Path:
@@ -35,7 +37,7 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
     checkpoints = checkpoint_dir_for(config)
     tracker = _tracker(config, market, checkpoints, resume)
     progress = Progress(
-        TextColumn("[bold]generation"),
+        TextColumn("[bold]generation" if config.gp.search == "gp" else "[bold]random round"),
         MofNCompleteColumn(),
         BarColumn(),
         TimeElapsedColumn(),
@@ -43,7 +45,6 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         console=console,
         transient=False,
     )
-    task = progress.add_task("starting workers", total=config.gp.generations)
 
     def on_generation(stats: GenerationStats) -> None:
         progress.update(task, completed=stats.generation + 1, description=_describe(stats))
@@ -54,9 +55,14 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
     miner = Miner(
         config, market, library_factors=library, on_generation=on_generation, checkpoint_dir=checkpoints
     )
+    task = progress.add_task("starting workers", total=miner.rounds)
     try:
         with progress:
             result = miner.run(resume=resume)
+        console.print("scoring the survivors' composites and the zoo baseline", style="dim")
+        baselines = baseline_report(config, market, [(s.name, s.formula) for s in result.survivors])
+        if tracker is not None:
+            tracker.log_baselines(baselines)
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.fail("KILLED")
@@ -67,7 +73,7 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         raise
     if tracker is not None:
         tracker.finish(result)
-    return Outcome(result, tracker.run_id if tracker else None)
+    return Outcome(result, tracker.run_id if tracker else None, baselines)
 
 
 def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) -> RunTracker | None:
@@ -75,7 +81,7 @@ def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) 
         return None
     run_file = checkpoints / RUN_ID_FILE
     previous = run_file.read_text().strip() if resume and run_file.exists() else None
-    tracker = RunTracker(config, market, config.tracking.uri, run_id=previous)
+    tracker = RunTracker(config, market, tracking_uri(config), run_id=previous)
     checkpoints.mkdir(parents=True, exist_ok=True)
     run_file.write_text(tracker.run_id)
     return tracker

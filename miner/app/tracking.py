@@ -1,7 +1,8 @@
-"""MLflow logging of a mining run: one parent run, one nested child run per survivor."""
+"""MLflow logging: a mining run (a parent run, a child run per survivor) and other commands' runs."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -10,11 +11,14 @@ import math
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import yaml
+from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -26,9 +30,13 @@ from miner.lang import Evaluator
 from miner.market import MarketData
 from miner.search.results import GenerationStats, MiningResult, Survivor
 
+if TYPE_CHECKING:
+    from miner.app.baselines import BaselineReport
+
 log = logging.getLogger(__name__)
 
 SURVIVORS_FILE = "survivors.json"
+BASELINES_FILE = "baselines.json"
 CONFIG_FILE = "config.yaml"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 100  # MLflow accepts at most 100 params per batch
@@ -59,6 +67,60 @@ def _finite(value: float) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+def tracking_uri(config: ExperimentConfig) -> str:
+    """The MLflow tracking URI a command logs to: the config's, which `--tracking-uri` overrides."""
+    return config.tracking.uri
+
+
+@contextlib.contextmanager
+def mlflow_errors(uri: str) -> Iterator[None]:
+    """MLflow's many kinds of failure as one-line `MinerError`s naming the tracking URI."""
+    try:
+        yield
+    except MinerError:
+        raise
+    except Exception as exc:  # MLflow raises many kinds; the user needs one line
+        raise MinerError(f"MLflow tracking at {uri}: {type(exc).__name__}: {exc}") from None
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the MLflow experiment `name`, created when it does not exist."""
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def log_finished_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    *,
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+    texts: Mapping[str, str],
+    figures: Mapping[str, Figure],
+) -> str:
+    """One complete run: params, metrics, text artifacts (by file name) and plots (`plots/`); its id."""
+    client = MlflowClient(tracking_uri=uri)
+    with mlflow_errors(uri):
+        run = client.create_run(
+            experiment_id(client, experiment), run_name=run_name, tags={"factor_miner.version": __version__}
+        )
+        run_id = run.info.run_id
+        now = _millis()
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        for name, text in texts.items():
+            client.log_text(run_id, text, name)
+        for name, figure in figures.items():
+            client.log_figure(run_id, figure, f"plots/{name}.png")
+            plt.close(figure)
+        client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
 class RunTracker:
     """Logs one mining run to MLflow as it goes: params and tags first, metrics per generation,
     then artifacts and one child run per survivor."""
@@ -68,20 +130,13 @@ class RunTracker:
         self.market = market
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
-        try:
-            experiment = self.client.get_experiment_by_name(config.name)
-            self.experiment_id = (
-                experiment.experiment_id if experiment else self.client.create_experiment(config.name)
-            )
+        with mlflow_errors(uri):
+            self.experiment_id = experiment_id(self.client, config.name)
             if run_id is None:
                 self.run_id = self._start()
             else:
                 self.run_id = run_id
                 self.client.update_run(run_id, status="RUNNING")
-        except MinerError:
-            raise
-        except Exception as exc:  # MLflow raises many kinds; the user needs one line
-            raise MinerError(f"MLflow tracking at {uri}: {type(exc).__name__}: {exc}") from None
 
     def _start(self) -> str:
         tags = {
@@ -115,6 +170,13 @@ class RunTracker:
         now = _millis()
         batch = [Metric(k, float(v), now, stats.generation) for k, v in values.items() if _finite(v)]
         self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_baselines(self, report: BaselineReport) -> None:
+        """The run's baseline figures as parent-run metrics, its choices as `baselines.json`."""
+        now = _millis()
+        batch = [Metric(k, float(v), now, 0) for k, v in report.metrics().items() if _finite(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+        self.client.log_text(self.run_id, json.dumps(report.choices(), indent=2), BASELINES_FILE)
 
     def finish(self, result: MiningResult) -> None:
         """Artifacts, child runs and the final status."""

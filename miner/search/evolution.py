@@ -3,6 +3,10 @@
 Each individual is turned into our formula tree, canonicalized, and scored once (a memo keyed by
 canonical formula) on the train segment only. Survivors are admitted on the valid segment
 (`miner.search.survivors`); test metrics are computed for them and only reported.
+
+`gp.search: random` is the baseline: rounds of fresh trees from the same generator, memo and
+pruning (each round `population` formulas new to the run, `gp.candidates` in all), the same hall
+of fame and admission.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from joblib import Parallel, delayed
 
 from evaluation import forward_returns
 from miner.config import ExperimentConfig
-from miner.lang import canonicalize, size, to_string
+from miner.lang import Node, canonicalize, size, to_string
 from miner.market import MarketData
 from miner.market.rules import label_mask
 from miner.search.checkpoint import RunState, load_checkpoint, save_checkpoint
@@ -42,6 +46,9 @@ from miner.search.survivors import SurvivorSelection
 from miner.search.workers import scoring_workers
 
 log = logging.getLogger(__name__)
+
+RANDOM_DRAWS_PER_CANDIDATE = 100
+"""A random round gives up after this many draws per wanted candidate (a language with few formulas)."""
 
 
 class Miner:
@@ -70,6 +77,7 @@ class Miner:
         )
         self.language = build_language(config, data)
         self.pareto = config.fitness.objective == "nsga2"
+        self.random_search = config.gp.search == "random"
         self.memo: dict[str, Score] = {}
         self.spec = ScoringSpec(
             config.fitness.objective,
@@ -126,12 +134,8 @@ class Miner:
         for text, count, node in formulas:
             if text in self.memo or text in pending:
                 skipped += 1
-                continue
-            reason = triviality(node)
-            if reason is not None:
-                self.memo[text] = failed(text, count, self.spec.objective, reason)
-                continue
-            pending[text] = count
+            elif not self._pruned(text, node, count):
+                pending[text] = count
         batches = self._batches(sorted(pending.items()))
         if batches:
             if parallel is None:
@@ -149,6 +153,13 @@ class Miner:
             individual.fitness.values = score.fitness
             failures += not score.valid
         return len(pending), skipped, failures
+
+    def _pruned(self, text: str, node: Node, count: int) -> bool:
+        """True for a trivial formula, which goes to the memo as failed without being scored."""
+        reason = triviality(node)
+        if reason is not None:
+            self.memo[text] = failed(text, count, self.spec.objective, reason)
+        return reason is not None
 
     def _batches(self, items: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
         if not items:
@@ -201,7 +212,34 @@ class Miner:
             out.append(individual)
         return out
 
+    def _random_candidates(self, wanted: int) -> list:
+        """Up to `wanted` random trees of the GP's generator whose formulas are new to the run and
+        worth scoring: a random-search round."""
+        chosen: list = []
+        drawn: set[str] = set()
+        for _ in range(RANDOM_DRAWS_PER_CANDIDATE * wanted):
+            if len(chosen) == wanted:
+                break
+            individual = self.toolbox.individual()
+            node = canonicalize(to_formula(individual, self.language))
+            text = to_string(node)
+            if text in self.memo or text in drawn or self._pruned(text, node, size(node)):
+                continue
+            drawn.add(text)
+            chosen.append(individual)
+        return chosen
+
     # -- run --------------------------------------------------------------------------------
+
+    @property
+    def rounds(self) -> int:
+        """The GP's generations, or the rounds of `population` candidates of a random search."""
+        gp_cfg = self.config.gp
+        return math.ceil(gp_cfg.candidates / gp_cfg.population) if self.random_search else gp_cfg.generations
+
+    def _round_size(self, generation: int) -> int:
+        gp_cfg = self.config.gp
+        return min(gp_cfg.population, gp_cfg.candidates - generation * gp_cfg.population)
 
     def run(self, resume: bool = False) -> MiningResult:
         if resume:
@@ -210,11 +248,17 @@ class Miner:
         else:
             random.seed(self.config.seed)
             islands = [
-                self.toolbox.population(n=self.config.gp.population) for _ in range(self.config.gp.islands)
+                self.toolbox.population(n=self.config.gp.population)
+                for _ in range(0 if self.random_search else self.config.gp.islands)
             ]
             state = RunState(islands, self._hall_of_fame(), [], self.memo, 0)
         with scoring_workers(self._train_panel(), self.config.parallel) as (parallel, handle):
-            for generation in range(state.generation, self.config.gp.generations):
+            for generation in range(state.generation, self.rounds):
+                if self.random_search:
+                    state.islands = [self._random_candidates(self._round_size(generation))]
+                    if not state.islands[0]:
+                        log.warning("random search: no new formula left to draw after %d rounds", generation)
+                        break
                 stats = self._generation(generation, state.islands, state.hall, parallel, handle)
                 state.logbook.append(stats)
                 if self.on_generation is not None:
@@ -235,7 +279,7 @@ class Miner:
     ) -> GenerationStats:
         started = time.perf_counter()
         hits0, misses0 = self._cache_hits, self._cache_misses
-        if generation > 0:
+        if generation > 0 and not self.random_search:
             islands[:] = [self._next_generation(island) for island in islands]
         scored = skipped = failures = 0
         score_started = time.perf_counter()
@@ -272,7 +316,9 @@ class Miner:
 
     def _resumable_config(self) -> dict:
         """The settings a checkpoint must match: everything but where and how fast it runs."""
-        settings = self.config.model_dump(mode="json", exclude={"parallel", "tracking", "checkpoint_dir"})
+        settings = self.config.model_dump(
+            mode="json", exclude={"parallel", "tracking", "checkpoint_dir", "baselines"}
+        )
         settings["float32"] = self.config.parallel.float32  # changes scores, unlike the backend
         return settings
 

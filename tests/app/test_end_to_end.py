@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import socket
 import subprocess
@@ -104,6 +105,25 @@ def test_the_printed_survivors_are_the_logged_ones(mined: dict, tmp_path: Path) 
         numbers = [f"{segments[s]['rank_ic']:+.4f}" for s in ("train", "valid", "test")]
         assert any(line.split()[:4] == [name, *numbers] for line in lines if line.strip()), name
         assert any(line.strip().split(maxsplit=1) == [name, survivor["formula"]] for line in lines)
+
+
+def test_the_run_reports_its_composites_and_the_zoo_baseline(mined: dict, tmp_path: Path) -> None:
+    """Parent-run metrics, the choices behind them as an artifact, and the printed comparison."""
+    parent, client = mined["parent"], mined["client"]
+    figures = parent.data.metrics
+    for name in ("composite_ew", "composite_ridge", "zoo_top_k", "zoo_composite", "zoo_plus_mined_composite"):
+        for segment in ("train", "valid", "test"):
+            assert math.isfinite(figures[f"{name}_{segment}_rank_ic"]), (name, segment)
+    choices = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "baselines.json", str(tmp_path))).read_text()
+    )
+    assert choices["zoo"]["set"] == "classic" and len(choices["zoo"]["top_k"]) == 10
+    market = market_for(config_from_dict(yaml.safe_load(QUICKSTART.read_text())))
+    assert evaluate(choices["composites"]["ridge"]["formula"], market).shape == (market.T, market.N)
+    out = mined["stdout"]
+    assert "survivors' ridge composite" in out and "zoo + mined vs zoo-only composite rank IC" in out
+    ridge = next(line for line in out.splitlines() if "survivors' ridge composite" in line).split()
+    assert ridge[-2] == f"{figures['composite_ridge_test_rank_ic']:+.4f}"
 
 
 def test_promote_all_puts_values_equal_to_a_fresh_evaluation(mined: dict) -> None:

@@ -163,8 +163,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_after_an_interruption_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
-    config = small(gp__generations=4)
+@pytest.mark.parametrize("search", ["gp", "random"])
+def test_resume_after_an_interruption_ends_like_an_uninterrupted_run(tmp_path: Path, search: str) -> None:
+    config = small(gp__generations=4, gp__search=search)
     market = market_for(config)
     uninterrupted = Miner(config, market).run()
 
