@@ -236,8 +236,11 @@ class ParallelSpec(Strict):
 
 
 class TrackingSpec(Strict):
+    """MLflow tracking; with no `uri` here or on the command line, $MLFLOW_TRACKING_URI, else
+    sqlite:///mlflow.db (`miner.app.tracking.tracking_uri`)."""
+
     enabled: bool = True
-    uri: str = "sqlite:///mlflow.db"
+    uri: str | None = None
 
 
 class LibrarySpec(Strict):
@@ -315,8 +318,16 @@ def load_config(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config is YAML text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

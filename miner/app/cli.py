@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from miner.app.combine_cli import combine_command
 from miner.app.console import DebugOption, console, err_console
@@ -94,7 +95,12 @@ def mine_command(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="An experiment YAML file.")],
     resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
     n_jobs: Annotated[int | None, typer.Option("--n-jobs", min=1, help="Worker processes.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default: the config's, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
     debug: DebugOption = False,
@@ -109,10 +115,15 @@ def mine_command(
         console.print(table)
     print_baselines(outcome.baselines)
     if outcome.run_id:
+        uri = outcome.tracking_uri
+        browse = (
+            uri if uri and uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+        )
         console.print(
-            f"MLflow run [bold]{outcome.run_id}[/] in experiment '{config.name}' at {config.tracking.uri}\n"
-            f"browse: mlflow ui --backend-store-uri {config.tracking.uri}\n"
-            f"promote: miner promote {outcome.run_id} --all --library factors.duckdb"
+            f"MLflow run {outcome.run_id} in experiment '{config.name}' at {uri}\n"
+            f"browse: {browse}\n"
+            f"promote: miner promote {outcome.run_id} --all --library factors.duckdb",
+            soft_wrap=True,  # URIs and commands stay whole, to copy
         )
 
 
@@ -125,7 +136,10 @@ def promote_command(
     everything: Annotated[bool, typer.Option("--all", help="Promote every survivor of the run.")] = False,
     library: Annotated[Path, typer.Option(help="The factor library (DuckDB file).")] = Path("factors.duckdb"),
     store: Annotated[Path | None, typer.Option(help="Read market data from this store instead.")] = None,
-    tracking_uri: Annotated[str, typer.Option(help="MLflow tracking URI.")] = "sqlite:///mlflow.db",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Register a run's survivors in the factor library and compute their history."""
@@ -207,5 +221,5 @@ def main() -> None:
     except MinerError as exc:
         if "--debug" in sys.argv:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
         sys.exit(1)

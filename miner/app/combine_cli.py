@@ -47,6 +47,6 @@ def combine_command(
         console.print(table)
     console.print(f"formula: {outcome.composite.formula}", highlight=False, soft_wrap=True)
     if outcome.run_id:
-        console.print(f"MLflow run [bold]{outcome.run_id}[/] in experiment '{config.name}'")
+        console.print(f"MLflow run {outcome.run_id} in experiment '{config.name}'")
     if register is not None:
-        console.print(f"registered [bold]{register}[/] in {library}")
+        console.print(f"registered {register} in {library}")

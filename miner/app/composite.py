@@ -134,7 +134,7 @@ def _log_run(outcome: CombineOutcome, config: ExperimentConfig, selection: Selec
             for key, value in dataclasses.asdict(stats).items():
                 figures[f"{prefix}_{segment}_{key}"] = value
     return log_finished_run(
-        tracking_uri(config),
+        tracking_uri(config.tracking.uri),
         config.name,
         f"combine-{composite.method}",
         params={

@@ -27,9 +27,10 @@ def market_for(config: ExperimentConfig) -> MarketData:
     if spec.source == "synthetic":
         _check_synthetic(config)
         market: MarketData = synthetic_market(**spec.synthetic.model_dump())
+    elif not spec.location.exists():
+        what = "market store" if spec.source == "store" else "bar file"
+        raise ConfigError(f"data.path: {what} {spec.location} does not exist")
     elif spec.source == "store":
-        if not spec.location.exists():
-            raise ConfigError(f"data.path: market store {spec.location} does not exist")
         with MarketStore(spec.location, read_only=True) as store:
             _check_store(config, store)
             market = store.load(spec.start, spec.end, spec.instruments, spec.minute)
@@ -49,6 +50,10 @@ def market_for(config: ExperimentConfig) -> MarketData:
             f"{config.source}: label.tradable: entry needs a 'tradable' field, which the data has "
             "not: import the daily bars with --rules (or set data.rules for a bar file)"
         )
+    price = config.label.price
+    if price not in market.fields or market.is_group(price):
+        fields = ", ".join(sorted(name for name in market.fields if not market.is_group(name)))
+        raise ConfigError(f"label.price: {price!r} is not a numeric field of the data (fields: {fields})")
     return market
 
 

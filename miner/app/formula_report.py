@@ -11,7 +11,7 @@ from rich.table import Table
 
 from evaluation import factor_summary
 from evaluation.labels import DEFAULT_HORIZONS
-from miner.app.output import write_table
+from miner.app.output import check_output, write_table
 from miner.errors import DataError
 from miner.lang import canonical, evaluate, reads_intraday
 from miner.market import MarketData
@@ -32,7 +32,14 @@ def evaluate_formula(formula: str, data: Path, output: Path | None, horizons: st
     summarise it against forward returns at `horizons` ("1,5,10,20"; default `DEFAULT_HORIZONS`),
     NaN where the entry bar is not tradable when the data has trading rules."""
     steps = DEFAULT_HORIZONS if horizons is None else parse_horizons(horizons)
+    if output is not None:
+        check_output(output)
     market = read_market(data, minute=reads_intraday(formula))
+    if max(steps) + 1 >= len(market.dates):
+        raise DataError(
+            f"--horizons {max(steps)}: {data} has {len(market.dates)} dates, too few for a label "
+            "that many dates ahead"
+        )
     values = evaluate(formula, market)
     written = 0
     if output is not None:

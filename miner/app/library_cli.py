@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from miner.errors import LibraryError
 from miner.library import DEFAULT_MONITOR_WINDOW, DEFAULT_PATH
@@ -42,8 +43,9 @@ def open_library(path: Path, read_only: bool, market: Path | None = None) -> Fac
 
 
 def _console() -> Console:
-    """A console bound to the current stdout and terminal width (created per command)."""
-    return Console()
+    """A console bound to the current stdout and terminal width (created per command); like the
+    others it reads no markup (`miner.app.console`)."""
+    return Console(markup=False)
 
 
 def _cell(value: Any) -> str:
@@ -86,7 +88,7 @@ def show_command(
     market: MarketOption = None,
 ) -> None:
     """Show a factor's metadata and its monitor (IC, rank IC, ICIR, turnover, coverage)."""
-    with open_library(library, read_only=False, market=market) as lib:
+    with open_library(library, read_only=True, market=market) as lib:
         info = lib.info(factor_id)
         frame = lib.monitor(factor_id, window=window)
     console = _console()
@@ -150,8 +152,10 @@ def values_command(
     market: MarketOption = None,
 ) -> None:
     """Print a factor's latest values, or write them (long form) to a file."""
-    from miner.app.output import write_table
+    from miner.app.output import check_output, write_table
 
+    if output is not None:
+        check_output(output)
     chosen = (
         None if instruments is None else [name.strip() for name in instruments.split(",") if name.strip()]
     )
@@ -211,7 +215,7 @@ def check_command(
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     for problem in report.problems:
-        console.print(f"[red]problem:[/] {problem}", highlight=False)
+        console.print(Text.assemble(("problem:", "red"), f" {problem}"), highlight=False)
     if report.problems:
         raise LibraryError(f"factor library {library}: {len(report.problems)} problem(s) found")
     console.print(

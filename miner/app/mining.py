@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from miner.app.baselines import BaselineReport, baseline_report
 from miner.app.experiment import library_factors_for, market_for
-from miner.app.tracking import RunTracker, tracking_uri
+from miner.app.tracking import RunTracker, check_tracking, tracking_uri
 from miner.config import ExperimentConfig
+from miner.errors import ConfigError, DataError, FormulaError, LibraryError
+from miner.search.budget import check_memory
+from miner.search.checkpoint import require_writable
 from miner.search.evolution import Miner
 from miner.search.results import GenerationStats, MiningResult
 
@@ -23,6 +28,7 @@ class Outcome:
     result: MiningResult
     run_id: str | None
     baselines: BaselineReport
+    tracking_uri: str | None = None
 
 
 def checkpoint_dir_for(config: ExperimentConfig) -> Path:
@@ -30,18 +36,29 @@ def checkpoint_dir_for(config: ExperimentConfig) -> Path:
 
 
 def mine(config: ExperimentConfig, resume: bool = False, console: Console | None = None) -> Outcome:
-    """Run the experiment; on any failure the MLflow run is marked FAILED (KILLED on Ctrl-C)."""
+    """Run the experiment; on any failure the MLflow run is marked FAILED (KILLED on Ctrl-C).
+
+    The tracking store is resolved (`tracking_uri`) and checked before anything else, so that an
+    unreachable server fails within seconds, not after the data is loaded."""
     console = console or Console(quiet=True)
-    market = market_for(config)
-    library = library_factors_for(config, market)
+    if config.tracking.enabled:
+        uri = tracking_uri(config.tracking.uri)
+        check_tracking(uri, existing=False)
+        config = config.model_copy(update={"tracking": config.tracking.model_copy(update={"uri": uri})})
+    with naming_the_config(config, "data"):
+        market = market_for(config)
+    check_memory(config, market)
+    with naming_the_config(config, "library.path"):
+        library = library_factors_for(config, market)
     checkpoints = checkpoint_dir_for(config)
-    tracker = _tracker(config, market, checkpoints, resume)
+    require_writable(checkpoints, config.source)
+    tracker: RunTracker | None = None
     progress = Progress(
         TextColumn("[bold]generation" if config.gp.search == "gp" else "[bold]random round"),
         MofNCompleteColumn(),
         BarColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         console=console,
         transient=False,
     )
@@ -52,12 +69,14 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         if tracker is not None:
             tracker.log_generation(stats)
 
-    miner = Miner(
-        config, market, library_factors=library, on_generation=on_generation, checkpoint_dir=checkpoints
-    )
+    with naming_the_config(config):
+        miner = Miner(
+            config, market, library_factors=library, on_generation=on_generation, checkpoint_dir=checkpoints
+        )
+    tracker = _tracker(config, market, checkpoints, resume)
     task = progress.add_task("starting workers", total=miner.rounds)
     try:
-        with progress:
+        with progress, naming_the_config(config):
             result = miner.run(resume=resume)
         console.print("scoring the survivors' composites and the zoo baseline", style="dim")
         baselines = baseline_report(config, market, [(s.name, s.formula) for s in result.survivors])
@@ -73,7 +92,24 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         raise
     if tracker is not None:
         tracker.finish(result)
-    return Outcome(result, tracker.run_id if tracker else None, baselines)
+        return Outcome(result, tracker.run_id, baselines, tracker.uri)
+    return Outcome(result, None, baselines)
+
+
+@contextlib.contextmanager
+def naming_the_config(config: ExperimentConfig, key: str | None = None) -> Iterator[None]:
+    """Config errors of the block name the config file; given `key`, so do the errors of the data
+    or the library the config names (as errors of that key)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if str(exc).startswith(f"{config.source}:"):
+            raise
+        raise ConfigError(f"{config.source}: {exc}") from None
+    except (DataError, LibraryError, FormulaError) as exc:
+        if key is None:
+            raise
+        raise ConfigError(f"{config.source}: {key}: {exc}") from None
 
 
 def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) -> RunTracker | None:
@@ -81,7 +117,7 @@ def _tracker(config: ExperimentConfig, market, checkpoints: Path, resume: bool) 
         return None
     run_file = checkpoints / RUN_ID_FILE
     previous = run_file.read_text().strip() if resume and run_file.exists() else None
-    tracker = RunTracker(config, market, tracking_uri(config), run_id=previous)
+    tracker = RunTracker(config, market, tracking_uri(config.tracking.uri), run_id=previous)
     checkpoints.mkdir(parents=True, exist_ok=True)
     run_file.write_text(tracker.run_id)
     return tracker

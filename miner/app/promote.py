@@ -11,7 +11,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from miner.app.tracking import CONFIG_FILE, SURVIVORS_FILE
+from miner.app.tracking import CONFIG_FILE, SURVIVORS_FILE, check_tracking, tracking_uri
 from miner.config import ExperimentConfig, config_from_dict
 from miner.errors import MinerError
 from miner.lang import canonical
@@ -32,8 +32,10 @@ def read_run(client: MlflowClient, run_id: str) -> tuple[dict, ExperimentConfig]
     """The run's survivors document and resolved config, downloaded through the MLflow API."""
     try:
         client.get_run(run_id)
-    except MlflowException:
-        raise MinerError(f"no MLflow run {run_id!r} at {client.tracking_uri}") from None
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise MinerError(f"no MLflow run {run_id!r} at {client.tracking_uri}") from None
+        raise MinerError(f"MLflow tracking at {client.tracking_uri}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="factor-miner-promote-") as folder:
         try:
             survivors = client.download_artifacts(run_id, SURVIVORS_FILE, folder)
@@ -88,17 +90,17 @@ def ensure_market(library: FactorLibrary, config: ExperimentConfig) -> None:
 
 def promote(
     run_id: str,
-    tracking_uri: str,
+    uri: str | None,
     library_path: Path,
     names: list[str] | None = None,
     everything: bool = False,
     store: Path | None = None,
 ) -> list[Promotion]:
-    """Register the chosen survivors with the run as their source; tag the run `promoted=...`."""
-    database = tracking_uri.removeprefix("sqlite:///")
-    if database != tracking_uri and not Path(database).exists():
-        raise MinerError(f"no MLflow tracking database at {tracking_uri} (pass --tracking-uri)")
-    client = MlflowClient(tracking_uri=tracking_uri)
+    """Register the chosen survivors with the run as their source; tag the run `promoted=...`.
+    `uri` None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (`tracking_uri`)."""
+    resolved = tracking_uri(uri)
+    check_tracking(resolved, existing=True)
+    client = MlflowClient(tracking_uri=resolved)
     document, config = read_run(client, run_id)
     chosen = chosen_survivors(document, names, everything)
     outcomes = []

@@ -1,4 +1,5 @@
-"""MLflow logging: a mining run (a parent run, a child run per survivor) and other commands' runs."""
+"""MLflow logging: a mining run (a parent run, a child run per survivor) and other commands' runs;
+where the runs go (`tracking_uri`) and whether that place answers (`check_tracking`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +24,8 @@ import yaml
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
 
 from evaluation import forward_returns, metrics, report
 from miner import __version__
@@ -40,6 +45,73 @@ BASELINES_FILE = "baselines.json"
 CONFIG_FILE = "config.yaml"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 100  # MLflow accepts at most 100 params per batch
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+PROBE_SECONDS = 5  # how long a tracking server may take to answer the reachability probe
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says what the experiment is;
+# "custom_model_development" opens the runs table (the "Model training" view).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def tracking_uri(given: str | None) -> str:
+    """Where runs go: `given` (the command line's --tracking-uri, else the config's tracking.uri),
+    else $MLFLOW_TRACKING_URI, else `DEFAULT_TRACKING_URI`."""
+    return given or os.environ.get(TRACKING_URI_ENV, "").strip() or DEFAULT_TRACKING_URI
+
+
+def check_tracking(uri: str, existing: bool) -> None:
+    """A one-line MinerError, within seconds, when the tracking store at `uri` cannot be used: a
+    server that does not answer an MLflow request (no retries), a database or folder that does not
+    exist (`existing`: it must hold runs already) or cannot be created."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        _probe_server(uri)
+    elif scheme == "sqlite":
+        _check_location(Path(uri.removeprefix("sqlite:///")), uri, existing, "tracking database")
+    elif scheme in ("", "file"):
+        _check_location(Path(urlparse(uri).path if scheme else uri), uri, existing, "tracking folder")
+
+
+def _check_location(path: Path, uri: str, existing: bool, what: str) -> None:
+    if existing and not path.exists():
+        raise MinerError(f"no MLflow {what} at {uri} (pass --tracking-uri or set {TRACKING_URI_ENV})")
+    if not path.parent.is_dir():
+        raise MinerError(f"MLflow {what} {uri}: folder {path.parent} does not exist")
+
+
+def _probe_server(uri: str) -> None:
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            max_retries=0,
+            timeout=PROBE_SECONDS,
+            raise_on_status=False,
+            params={"max_results": 1},
+        )
+    except Exception as exc:  # MLflow wraps every connection failure; the user needs its gist
+        raise MinerError(f"MLflow tracking server {uri} is not reachable: {_gist(exc)}") from None
+    if response.status_code in (401, 403):
+        raise MinerError(
+            f"MLflow tracking server {uri} refused the credentials (HTTP {response.status_code})"
+        )
+    if response.status_code != 200:
+        raise MinerError(
+            f"MLflow tracking server {uri} answered HTTP {response.status_code}: is it an MLflow server?"
+        )
+
+
+def _gist(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "timed out" in text or "timeout" in text:
+        return f"no answer within {PROBE_SECONDS} s"
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "unknown host"
+    return str(exc).splitlines()[0][:200]
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -67,11 +139,6 @@ def _finite(value: float) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def tracking_uri(config: ExperimentConfig) -> str:
-    """The MLflow tracking URI a command logs to: the config's, which `--tracking-uri` overrides."""
-    return config.tracking.uri
-
-
 @contextlib.contextmanager
 def mlflow_errors(uri: str) -> Iterator[None]:
     """MLflow's many kinds of failure as one-line `MinerError`s naming the tracking URI."""
@@ -84,9 +151,14 @@ def mlflow_errors(uri: str) -> Iterator[None]:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the MLflow experiment `name`, created when it does not exist."""
+    """The id of the MLflow experiment `name`, created when it does not exist, tagged as a model
+    development experiment (`EXPERIMENT_KIND_TAG`) so that MLflow 3 opens its runs table."""
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def log_finished_run(

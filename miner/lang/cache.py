@@ -43,9 +43,9 @@ class ByteLRU(Generic[K, V]):
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._items)))
 
-    def drop_where(self, condition: Callable[[K], bool]) -> None:
-        """Forget every key for which `condition` holds."""
-        for key in [key for key in self._items if condition(key)]:
+    def drop_where(self, condition: Callable[[K, V], bool]) -> None:
+        """Forget every entry for which `condition(key, value)` holds."""
+        for key in [key for key, (value, _) in self._items.items() if condition(key, value)]:
             self._drop(key)
 
     def clear(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,12 +13,34 @@ from miner.lang.cache import ByteLRU
 from miner.lang.nodes import Name, Node, Num
 from miner.lang.parser import parse
 from miner.lang.printer import canonicalize, to_string
-from operators import REGISTRY, Arg, Kind
+from operators import REGISTRY, Arg, Kind, Operator
+from operators.spectral import SERIAL, fft_length
 
 if TYPE_CHECKING:
     from miner.market.panel import MarketData
 
 DEFAULT_CACHE_BYTES = 1 << 30
+MAX_WORKING_BYTES = 2 << 30  # the most one operator may allocate for buffers that grow with its window
+
+
+def _fft_window_bytes(window: int, rows: int, columns: int) -> int:
+    """ts_fft_band: a block of series, each padded to its FFT length, and their spectra."""
+    series = min(SERIAL.days_per_block(columns), rows) * columns
+    return 2 * series * fft_length(window) * 8 + (rows + window) * columns * 8
+
+
+def _sorted_window_bytes(window: int, rows: int, columns: int) -> int:
+    """ts_mad_despike: each column's window of values, kept sorted."""
+    return columns * window * 8
+
+
+# Operators whose working memory grows with the window rather than with the data: a window far
+# longer than the data would allocate without bound, so it is refused (other rolling operators
+# take any window: one longer than the data covers the rows there are).
+WINDOW_MEMORY: dict[str, Callable[[int, int, int], int]] = {
+    "ts_fft_band": _fft_window_bytes,
+    "ts_mad_despike": _sorted_window_bytes,
+}
 
 
 class Evaluator:
@@ -62,6 +84,7 @@ class Evaluator:
             return cached
         spec = REGISTRY[node.op]
         args = [self._argument(formal, a) for formal, a in zip(spec.args, node.args)]
+        self._check_working_memory(spec, args)
         try:
             out = spec.kernel(*args)
         except ValueError as exc:
@@ -71,6 +94,19 @@ class Evaluator:
         out = _sanitized(out, args)
         self.cache.put(key, out)
         return out
+
+    def _check_working_memory(self, spec: Operator, args: list[object]) -> None:
+        estimate = WINDOW_MEMORY.get(spec.name)
+        if estimate is None:
+            return
+        window = next(int(a) for f, a in zip(spec.args, args) if f.kind is Kind.WINDOW)  # type: ignore[call-overload]
+        need = estimate(window, *self.shape)
+        if need > MAX_WORKING_BYTES:
+            raise FormulaError(
+                f"{spec.name}: window {window} needs about {need / 2**30:.1f} GiB of working memory on "
+                f"{self.shape[0]} x {self.shape[1]} values (at most {MAX_WORKING_BYTES >> 30} GiB): "
+                "use a shorter window"
+            )
 
     def _argument(self, formal: Arg, node: Node) -> object:
         kind = formal.kind

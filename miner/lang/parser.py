@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
+import operator
 from collections.abc import Callable
 
 from miner.errors import FormulaError
@@ -13,6 +14,10 @@ from operators import REGISTRY, Arg, Kind, Operator
 
 MAX_FORMULA_CHARS = 4000
 MAX_DEPTH = 60
+# The longest window or lag a formula may use, in rows: about 400 years of trading days. A
+# window longer than the data is fine (it covers all the rows there are); one longer than this is
+# a typo, or an attempt to make a kernel allocate without bound.
+MAX_WINDOW = 100_000
 
 _BINARY_OPS: dict[type[ast.AST], str] = {
     ast.Add: "add",
@@ -32,6 +37,17 @@ _COMPARE_OPS: dict[type[ast.AST], str] = {
     ast.NotEq: "ne",
 }
 # Python's own precedence, so that printed formulas parse back to the same tree.
+
+# Where an operator takes a number (a window, a lag, a constant), arithmetic on numbers is computed
+# at parse time: `ts_mean(close, 2 * 5)` is `ts_mean(close, 10)`.
+_ARITHMETIC: dict[str, Callable[..., float]] = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "power": operator.pow,
+    "neg": operator.neg,
+}
 
 
 def parse(formula: str | Node) -> Node:
@@ -99,9 +115,13 @@ class _Reader:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(node, "only numbers are allowed as literals")
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(node, "number is too large") from None
+        if not math.isfinite(number):
             raise self.fail(node, "numbers must be finite")
-        return Num(float(value))
+        return Num(number)
 
     def unary(self, node: ast.UnaryOp, depth: int) -> Node:
         if isinstance(node.op, ast.UAdd):
@@ -123,12 +143,31 @@ class _Reader:
             expected = str(spec.arity) if spec.min_arity == spec.arity else f"{spec.min_arity}-{spec.arity}"
             raise self.fail(node, f"{spec.name} takes {expected} arguments, got {len(raw_args)}")
         args = [self.read(a, depth + 1) for a in raw_args]
+        args = [
+            self.folded(actual, raw) if formal.is_literal else actual
+            for formal, actual, raw in zip(spec.args, args, raw_args)
+        ]
         args += [Num(float(a.default)) for a in spec.args[len(args) :]]  # type: ignore[arg-type]
         for i, (formal, actual) in enumerate(zip(spec.args, args)):
             check_argument(
                 spec, formal, actual, functools.partial(self.fail, raw_args[i] if i < len(raw_args) else node)
             )
         return Call(spec.name, tuple(args))
+
+    def folded(self, node: Node, raw: ast.AST) -> Node:
+        """The number an arithmetic expression of numbers computes to (`10**9`), else `node`."""
+        if not isinstance(node, Call) or node.op not in _ARITHMETIC:
+            return node
+        args = [self.folded(arg, raw) for arg in node.args]
+        if not all(isinstance(arg, Num) for arg in args):
+            return node
+        try:
+            value = _ARITHMETIC[node.op](*(arg.value for arg in args))  # type: ignore[union-attr]
+        except (ArithmeticError, ValueError):
+            value = math.nan
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise self.fail(raw, "the numeric expression is not a finite number")
+        return Num(value)
 
 
 def check_argument(spec: Operator, formal: Arg, actual: Node, fail: Callable[[str], FormulaError]) -> None:
@@ -153,6 +192,8 @@ def check_argument(spec: Operator, formal: Arg, actual: Node, fail: Callable[[st
             raise fail(f"{where} is {format_number(value)}: a negative lag looks into the future")
         if not value.is_integer():
             raise fail(f"lag {where} must be a whole number, got {format_number(value)}")
+    if kind in (Kind.WINDOW, Kind.LAG) and value > MAX_WINDOW:
+        raise fail(f"{kind.value} {where} is {format_number(value)}: too large (at most {MAX_WINDOW} rows)")
     if kind is Kind.CONST:
         if formal.lower is not None and value < formal.lower:
             raise fail(f"{where} must be >= {format_number(formal.lower)}, got {format_number(value)}")

@@ -24,18 +24,27 @@ def check(lib: FactorLibrary, sample_dates: int = 5, seed: int = 0) -> CheckRepo
     """Verify integrity: unique keys, no values past the market data or the factor's computed
     range, metadata consistent with the formulas, stored values equal to a recomputation on
     `sample_dates` random dates per factor (plus its last computed date) before any stale date.
+    One read-only operation: the file stays open (to readers only) until the check ends.
     """
     report = CheckReport()
-    records = lib._records()
-    report.factors = len(records)
-    stored_rows = lib._con.execute("SELECT count(*) FROM factor_values").fetchall()[0][0]
-    if not records and not stored_rows:
-        return report
+    with lib._operation() as con:
+        records = lib._records()
+        report.factors = len(records)
+        stored_rows = con.execute("SELECT count(*) FROM factor_values").fetchall()[0][0]
+        if not records and not stored_rows:
+            return report
+        _check_market(lib, records, sample_dates, seed, report)
+    return report
+
+
+def _check_market(
+    lib: FactorLibrary, records: Mapping[str, FactorRecord], sample_dates: int, seed: int, report: CheckReport
+) -> None:
     with lib._market() as market:
         _check_tables(lib, records, market, report)
         _check_metadata(lib, records, report)
         if report.problems:
-            return report
+            return
         stale = effective_stale(records, market.changes())
         for fid, record in records.items():
             if record.status == "computing":
@@ -49,7 +58,6 @@ def check(lib: FactorLibrary, sample_dates: int = 5, seed: int = 0) -> CheckRepo
         stored: dict[str, np.ndarray] = {}
         for fid in dependency_order({fid: r.dependencies for fid, r in records.items()}):
             _check_samples(lib, records[fid], stale.get(fid), market, full, rng, sample_dates, stored, report)
-    return report
 
 
 def _check_tables(

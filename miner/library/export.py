@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 def export(lib: FactorLibrary, path: str | Path, factor_ids: Iterable[str] | None = None) -> list[Path]:
     """Write values to Parquet: one file (a path ending in .parquet; factor_id, date, instrument,
     value) or, for a directory, ``<factor_id>.parquet`` (date, instrument, value) per factor plus
-    ``factor_metadata.parquet``. Returns the files written."""
+    ``factor_metadata.parquet``. Returns the files written. One read-only operation."""
+    with lib._operation():
+        return _export(lib, Path(path), factor_ids)
+
+
+def _export(lib: FactorLibrary, target: Path, factor_ids: Iterable[str] | None) -> list[Path]:
     records = lib._records()
     chosen = sorted(records) if factor_ids is None else sorted(set(as_list(factor_ids)))
     for fid in chosen:
         if fid not in records:
             raise lib._unknown(fid, records)
-    target = Path(path)
     listed = ", ".join(f"'{fid}'" for fid in chosen) or "NULL"
     if target.suffix == ".parquet":
         target.parent.mkdir(parents=True, exist_ok=True)

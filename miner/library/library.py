@@ -20,10 +20,16 @@ Tables (schema version `SCHEMA_VERSION`, created and upgraded by `MIGRATIONS` on
 * ``library_meta(key, value)`` with ``schema_version``; ``library_migrations`` logs each applied
   migration.
 
-Concurrency (DuckDB's file lock): one writing process, or any number of read-only processes
-(``FactorLibrary(path, read_only=True)``), never both at once. Opening a library another process
-holds in a conflicting mode is a `LibraryError` saying so. In one process, several
-`FactorLibrary` objects on one file share the DuckDB database and the `get_factor` cache.
+Concurrency: DuckDB lets one process hold the file writable and then no other process open it
+at all, so a `FactorLibrary` holds no connection between operations. Each operation opens the file
+(read-only unless it writes), and writes are short transactions: `register_factor` computes the
+history with the file closed and opens it only to insert; `update` writes factor by factor and gives
+the file up between factors whenever another process waits for it. A process that finds the file
+locked waits its turn for up to ``lock_timeout`` seconds (`miner.storage.database`), then gives up
+with a `LibraryError` naming the process that holds it. Read operations that must see one
+consistent state (`check`, `export`) hold the file, read-only, while they run. In one process,
+several `FactorLibrary` objects on one file share the `get_factor` cache (`miner.library.cache`),
+which stays exact while other processes write the file.
 
 Exactness: every kernel computes a value at row t only from its own trailing window, so a factor
 evaluated on a window that starts ``history`` rows before the first new date (its lookback, plus
@@ -70,13 +76,15 @@ from miner.library import check as checking
 from miner.library import export as exporting
 from miner.library import monitor as monitoring
 from miner.library import update as updating
-from miner.library.cache import FrameCache, acquire_cache, forget_factor, release_cache
-from miner.library.market_view import MarketView, as_list, date_of, day_of
+from miner.library.cache import FrameCache, Versions, acquire_cache, release_cache
+from miner.library.market_view import MarketMemo, MarketView, as_list, date_of, day_of
 from miner.library.records import RECORD_COLUMNS, CheckReport, FactorRecord, UpdateResult, record_from_row
 from miner.library.schema import SCHEMA, write_transaction
 from miner.library.staleness import effective_stale, status_of
+from miner.market import MarketData
+from miner.market.store import SCHEMA as MARKET_SCHEMA
 from miner.market.store import MarketStore
-from miner.storage import connect, migrate
+from miner.storage import DatabaseFile, connect, file_signature, migrate, schema_version
 from operators import REGISTRY
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -89,9 +97,11 @@ _FACTOR_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 class FactorLibrary:
     """Registered factors, their stored values and their monitor, in one DuckDB file.
 
-    ``FactorLibrary(path)`` opens (or creates) the file, migrating its schema; the market data come
-    from the same file unless ``market_store`` names another one (opened read-only per operation).
-    Use it as a context manager or call `close`.
+    ``FactorLibrary(path)`` creates the file or brings its schema up to date; the market data come
+    from the same file unless ``market_store`` names another one. The object holds no connection
+    between operations (see the module doc); ``lock_timeout`` is how many seconds an operation waits
+    for a file another process holds (default: $MINER_LOCK_TIMEOUT, else 30). Use it as a context
+    manager or call `close`.
     """
 
     def __init__(
@@ -100,24 +110,38 @@ class FactorLibrary:
         read_only: bool = False,
         market_store: str | Path | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        lock_timeout: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.lock_timeout = lock_timeout
         chosen_market = self.path if market_store is None else Path(market_store)
         self.market_path = self.path if chosen_market.resolve() == self.path.resolve() else chosen_market
-        separate = self.market_path != self.path
-        self._con = connect(self.path, read_only, "factor library", LibraryError)
-        try:
-            migrate(self._con, SCHEMA, self.path, read_only, LibraryError)
-            self._own_store = (
-                MarketStore.on_connection(self._con, self.path) if not separate and not read_only else None
-            )
-        except BaseException:
-            self._con.close()
-            raise
+        self._file = DatabaseFile(self.path, "factor library", LibraryError, lock_timeout)
+        self._store: MarketStore | None = None
+        self._market_memo = MarketMemo()
+        self._closed = False
+        self._prepare()
         self._cache = acquire_cache(self.path.resolve(), cache_bytes)
         self._cache_release = weakref.finalize(self, release_cache, self.path.resolve())
-        self._closed = False
+
+    def _prepare(self) -> None:
+        """Check the schema (read-only); create or upgrade it only when it is behind."""
+        if self.read_only:
+            with self._file.operation() as con:
+                migrate(con, SCHEMA, self.path, True, LibraryError)
+            return
+        own_market = self.market_path == self.path
+        if self.path.exists():
+            with self._file.operation() as con:
+                if schema_version(con, SCHEMA) == SCHEMA.latest and (
+                    not own_market or schema_version(con, MARKET_SCHEMA) == MARKET_SCHEMA.latest
+                ):
+                    return
+        with self._file.operation(write=True) as con:
+            migrate(con, SCHEMA, self.path, False, LibraryError)
+            if own_market:
+                MarketStore.on_connection(con, self.path)
 
     def __enter__(self) -> FactorLibrary:
         return self
@@ -129,7 +153,6 @@ class FactorLibrary:
         if not self._closed:
             self._closed = True
             self._cache_release()
-            self._con.close()
 
     @property
     def cache(self) -> FrameCache:
@@ -138,11 +161,24 @@ class FactorLibrary:
     @property
     def market_store(self) -> MarketStore:
         """The market store on the library's own file (writable libraries only), e.g. for imports."""
-        if self._own_store is None:
+        if self.read_only or self.market_path != self.path:
             raise LibraryError(
                 f"factor library {self.path} is read-only or reads its market data from {self.market_path}"
             )
-        return self._own_store
+        if self._store is None:
+            self._store = MarketStore(self.path, lock_timeout=self.lock_timeout)
+        return self._store
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The connection of the operation in progress (`_operation`)."""
+        return self._file.current
+
+    def _operation(self, write: bool = False) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """Open the file for one operation (read-only unless it writes); nested calls share it."""
+        if self._closed:
+            raise LibraryError(f"factor library {self.path} is closed")
+        return self._file.operation(write)
 
     # ---- registration ----------------------------------------------------------------------------
 
@@ -155,35 +191,37 @@ class FactorLibrary:
         source: str | None = None,
         metrics: Mapping[str, Any] | None = None,
     ) -> FactorRecord:
-        """Validate, store the metadata and compute the full history, all in one transaction."""
+        """Validate, compute the full history and store it with the metadata in one transaction.
+
+        The history is computed from what one read-only operation loaded, with the file closed; the
+        file is opened for writing only to insert it (after checking again that neither the id nor
+        the formula was registered meanwhile)."""
         self._require_writable("register a factor")
-        with self._market() as market:
+        with self._operation(), self._market() as market:
             records = self._records()
             tree = self._checked_formula(factor_id, formula, records, market)
             dependencies = tuple(sorted(names(tree) & set(records)))
             self._require_current(factor_id, dependencies, records, market, market.dates[-1])
             snapshot = self._now()
-            with write_transaction(self._con, f"registering factor {factor_id!r}"):
-                self._con.execute(
+            window = market.window(0, market.dates.size, minute=reads_intraday(tree))
+            extra = {dep: self._stored_panel(dep, window.dates, window.instruments) for dep in dependencies}
+        panel = self._evaluate(factor_id, tree, Evaluator(window, extra=extra))
+        values = rows.long_values(panel, window.dates, window.instruments)
+        with self._operation(write=True) as con:
+            with write_transaction(con, f"registering factor {factor_id!r}"):
+                self._require_new(factor_id, to_string(tree), self._records())
+                con.execute(
                     f"INSERT INTO factor_metadata ({RECORD_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, 'computing', NULL, NULL, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         factor_id, formula.strip(), to_string(tree), lookback(tree), json.dumps(dependencies),
-                        snapshot, snapshot, description, category, source,
+                        date_of(window.dates[-1]), snapshot, snapshot, description, category, source,
                         None if metrics is None else json.dumps(rows.json_safe(metrics)),
                     ],
                 )  # fmt: skip
-                window = market.window(0, market.dates.size, minute=reads_intraday(tree))
-                extra = {
-                    dep: self._stored_panel(dep, window.dates, window.instruments) for dep in dependencies
-                }
-                panel = self._evaluate(factor_id, tree, Evaluator(window, extra=extra))
-                rows.insert_values(
-                    self._con, factor_id, rows.long_values(panel, window.dates, window.instruments)
-                )
-                self._set_computed(factor_id, date_of(window.dates[-1]), snapshot)
-        forget_factor(self._cache, factor_id)
-        return self._record_of(factor_id)
+                rows.insert_values(con, factor_id, values)
+            self._cache.forget_factor(factor_id)
+            return self._record_of(factor_id)
 
     def _checked_formula(
         self, factor_id: str, formula: str, records: Mapping[str, FactorRecord], market: MarketView
@@ -196,16 +234,13 @@ class FactorLibrary:
         reserved = set(REGISTRY) | MARKET_FIELDS | market.columns()
         if factor_id in reserved:
             raise LibraryError(f"factor id {factor_id!r} is a market field or operator name")
-        if factor_id in records:
-            raise LibraryError(f"factor {factor_id!r} already exists (formula: {records[factor_id].formula})")
+        self._require_new(factor_id, None, records)
         try:
             tree = canonicalize(parse(formula))
         except FormulaError as exc:
             raise LibraryError(f"factor {factor_id!r}: invalid formula: {exc}") from None
         canonical_text = to_string(tree)
-        for other in records.values():
-            if other.canonical == canonical_text:
-                raise LibraryError(f"formula already registered as {other.factor_id!r}: {canonical_text}")
+        self._require_new(factor_id, canonical_text, records)
         read = names(tree)
         if factor_id in read:
             raise LibraryError(
@@ -214,6 +249,15 @@ class FactorLibrary:
         if not read:
             raise LibraryError(f"factor {factor_id!r}: formula {canonical_text!r} reads no field or factor")
         return tree
+
+    @staticmethod
+    def _require_new(factor_id: str, canonical_text: str | None, records: Mapping[str, FactorRecord]) -> None:
+        """LibraryError when the id (or the canonical formula, when given) is registered already."""
+        if factor_id in records:
+            raise LibraryError(f"factor {factor_id!r} already exists (formula: {records[factor_id].formula})")
+        for other in records.values():
+            if other.canonical == canonical_text:
+                raise LibraryError(f"formula already registered as {other.factor_id!r}: {canonical_text}")
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -226,8 +270,10 @@ class FactorLibrary:
     ) -> pd.DataFrame:
         """Stored values as a wide DataFrame: trading dates (through the factor's last computed
         date) x instruments (the market universe, or those named), NaN where no value is stored.
-        Served from an in-memory LRU cache after the first read; the frame is a cheap copy-on-write
-        view of the cached one, so changing it never changes the cache.
+        Served from an in-memory LRU cache after the first read, while the factor's values and the
+        market are the ones it was read from (`miner.library.cache`: an unchanged file costs two
+        `stat` calls, no connection); the frame is a cheap copy-on-write view of the cached one, so
+        changing it never changes the cache.
         """
         wanted = None if instruments is None else tuple(dict.fromkeys(as_list(instruments)))
         key = (
@@ -236,25 +282,45 @@ class FactorLibrary:
             None if end is None else day_of(end),
             wanted,
         )
-        cached = self._cache.get(key)
+        signature = self._signature()
+        cached = self._cache.get(key) if self._cache.is_current(signature) else None
         if cached is None:
-            cached = self._read_frame(self._record_of(factor_id), key[1], key[2], wanted)
-            self._cache.put(key, cached)
+            with self._operation(), self._market() as market:
+                if not self._cache.is_current(signature):
+                    self._cache.refresh(signature, self._versions(market))
+                    cached = self._cache.get(key)
+                if cached is None:
+                    record = self._record_of(factor_id)
+                    cached = self._read_frame(record, key[1], key[2], wanted, market)
+                    self._cache.put(key, (record.created_at, record.last_updated, market.version()), cached)
         return cached.copy(deep=False)
 
+    def _signature(self) -> tuple:
+        """Changes whenever any process commits to the library's file or its market store."""
+        if self.market_path == self.path:
+            return file_signature(self.path)
+        return file_signature(self.path) + file_signature(self.market_path)
+
+    def _versions(self, market: MarketView) -> Versions:
+        """Every factor's version: its creation and last write times, and the market's."""
+        market_version = market.version()
+        stamps = self._con.execute(
+            "SELECT factor_id, created_at, last_updated FROM factor_metadata"
+        ).fetchall()
+        return {fid: (created, written, market_version) for fid, created, written in stamps}
+
     def _read_frame(
-        self, record: FactorRecord, start: Any, end: Any, wanted: tuple[str, ...] | None
+        self, record: FactorRecord, start: Any, end: Any, wanted: tuple[str, ...] | None, market: MarketView
     ) -> pd.DataFrame:
-        with self._market() as market:
-            first, stop = market.rows_between(start, end)
-            if record.computed_through is None:
-                stop = first
-            else:
-                stop = min(stop, int(np.searchsorted(market.dates, day_of(record.computed_through), "right")))
-            stop = max(first, stop)
-            dates = market.dates[first:stop]
-            columns = market.universe if wanted is None else self._known_instruments(wanted, market)
-            panel = self._stored_panel(record.factor_id, dates, columns)
+        first, stop = market.rows_between(start, end)
+        if record.computed_through is None:
+            stop = first
+        else:
+            stop = min(stop, int(np.searchsorted(market.dates, day_of(record.computed_through), "right")))
+        stop = max(first, stop)
+        dates = market.dates[first:stop]
+        columns = market.universe if wanted is None else self._known_instruments(wanted, market)
+        panel = self._stored_panel(record.factor_id, dates, columns)
         return rows.wide(panel, dates, columns)
 
     def _known_instruments(self, wanted: tuple[str, ...], market: MarketView) -> np.ndarray:
@@ -275,7 +341,6 @@ class FactorLibrary:
     ) -> pd.DataFrame:
         """Stored values as a long (date, instrument, value) frame sorted by date and instrument;
         ``.set_index(["date", "instrument"])["value"]`` is alphalens' factor Series."""
-        self._record_of(factor_id)
         clauses: list[str] = ["factor_id = ?"]
         params: list[object] = [factor_id]
         if start is not None:
@@ -287,11 +352,13 @@ class FactorLibrary:
         if instruments is not None:
             clauses.append("list_contains(?, instrument)")
             params.append(sorted(set(as_list(instruments))))
-        table = self._con.sql(
-            f"SELECT date, instrument, value FROM factor_values WHERE {' AND '.join(clauses)} "
-            "ORDER BY date, instrument",
-            params=params,
-        ).to_arrow_table()
+        with self._operation() as con:
+            self._record_of(factor_id)
+            table = con.sql(
+                f"SELECT date, instrument, value FROM factor_values WHERE {' AND '.join(clauses)} "
+                "ORDER BY date, instrument",
+                params=params,
+            ).to_arrow_table()
         frame = table.to_pandas()
         frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
         return frame
@@ -311,7 +378,7 @@ class FactorLibrary:
 
     def list_factors(self) -> pd.DataFrame:
         """One row per factor (status as of now: pending market corrections count as stale)."""
-        with self._market() as market:
+        with self._operation(), self._market() as market:
             records = self._records()
             stale = effective_stale(records, market.changes())
         rows = [
@@ -337,13 +404,13 @@ class FactorLibrary:
 
     def info(self, factor_id: str) -> dict[str, Any]:
         """The factor's metadata, its dependents and a summary of its stored values."""
-        record = self._record_of(factor_id)
-        with self._market() as market:
+        with self._operation() as con, self._market() as market:
+            record = self._record_of(factor_id)
             records = self._records()
             stale = effective_stale(records, market.changes())
-        count, first, last = self._con.execute(
-            "SELECT count(*), min(date), max(date) FROM factor_values WHERE factor_id = ?", [factor_id]
-        ).fetchall()[0]
+            count, first, last = con.execute(
+                "SELECT count(*), min(date), max(date) FROM factor_values WHERE factor_id = ?", [factor_id]
+            ).fetchall()[0]
         return {
             "factor_id": record.factor_id,
             "formula": record.formula,
@@ -369,25 +436,26 @@ class FactorLibrary:
 
     def calculate_factor(self, formula_or_id: str, start: Any = None, end: Any = None) -> pd.DataFrame:
         """Values of a formula (or of a registered factor's formula) for dates start..end, not stored."""
-        tree, label = self._formula_of(formula_or_id)
-        with self._market() as market:
+        with self._operation(), self._market() as market:
+            tree, label = self._formula_of(formula_or_id)
             first, stop = market.rows_between(start, end)
             if first >= stop:
                 raise LibraryError(f"no trading dates between {start} and {end} in the market store")
-            panel, origin = self._compute_rows(label, tree, market, first, stop)
-            dates = market.dates[first:stop]
-            return rows.wide(panel[first - origin :], dates, market.universe)
+            window, extra, origin = self._inputs_for_rows(label, tree, market, first, stop)
+        panel = self._evaluate(label, tree, Evaluator(window, extra=extra))
+        return rows.wide(panel[first - origin :], window.dates[first - origin :], window.instruments)
 
     def value_on(self, formula_or_id: str, date: Any) -> pd.Series:
         """One date's values, computed from only the rows of history the formula needs."""
-        tree, label = self._formula_of(formula_or_id)
-        with self._market() as market:
+        with self._operation(), self._market() as market:
+            tree, label = self._formula_of(formula_or_id)
             row = market.row_of(date)
-            panel, _ = self._compute_rows(label, tree, market, row, row + 1)
-            return pd.Series(
-                panel[-1], index=pd.Index(list(market.universe), name="instrument", dtype=object),
-                name=pd.Timestamp(market.dates[row]),
-            )  # fmt: skip
+            window, extra, _ = self._inputs_for_rows(label, tree, market, row, row + 1)
+        panel = self._evaluate(label, tree, Evaluator(window, extra=extra))
+        return pd.Series(
+            panel[-1], index=pd.Index(list(window.instruments), name="instrument", dtype=object),
+            name=pd.Timestamp(window.dates[-1]),
+        )  # fmt: skip
 
     def _formula_of(self, formula_or_id: str) -> tuple[Node, str]:
         text = formula_or_id.strip()
@@ -402,17 +470,18 @@ class FactorLibrary:
         except FormulaError as exc:
             raise LibraryError(f"invalid formula: {exc}") from None
 
-    def _compute_rows(
+    def _inputs_for_rows(
         self, label: str, tree: Node, market: MarketView, first: int, stop: int
-    ) -> tuple[np.ndarray, int]:
-        """The formula on calendar rows max(0, first - history)..stop-1, and that first row."""
+    ) -> tuple[MarketData, dict[str, np.ndarray], int]:
+        """What the formula needs on calendar rows origin..stop-1 (the market window and the stored
+        factors it reads), where origin = max(0, first - history)."""
         records = self._records()
         dependencies = tuple(sorted(names(tree) & set(records)))
         self._require_current(label, dependencies, records, market, market.dates[stop - 1])
         origin = max(0, first - history_rows(tree))
         window = market.window(origin, stop, minute=reads_intraday(tree))
         extra = {dep: self._stored_panel(dep, window.dates, window.instruments) for dep in dependencies}
-        return self._evaluate(label, tree, Evaluator(window, extra=extra)), origin
+        return window, extra, origin
 
     def _require_current(
         self,
@@ -436,13 +505,6 @@ class FactorLibrary:
                     f"{label!r} reads factor {dep!r}, stale from {stale[dep]}: "
                     "run `miner library update` first"
                 )
-
-    def _set_computed(self, factor_id: str, through: dt.date, snapshot: dt.datetime) -> None:
-        self._con.execute(
-            "UPDATE factor_metadata SET computed_through = ?, last_updated = ?, status = 'ok', "
-            "stale_from = NULL WHERE factor_id = ?",
-            [through, snapshot, factor_id],
-        )
 
     @staticmethod
     def _evaluate(label: str, tree: Node, evaluator: Evaluator) -> np.ndarray:
@@ -481,24 +543,21 @@ class FactorLibrary:
 
     @contextlib.contextmanager
     def _market(self) -> Iterator[MarketView]:
-        """The market tables for one operation (another file is opened read-only, then closed)."""
+        """The market tables within an operation: on the operation's connection, or (another file)
+        on a read-only connection opened for it and closed after."""
         if self._closed:
             raise LibraryError(f"factor library {self.path} is closed")
-        if self._own_store is not None:
-            yield MarketView(self._con, self._own_store, self.path)
-            return
-        if self.market_path != self.path:
-            store = MarketStore(self.market_path, read_only=True)
-            con = duckdb.connect(str(self.market_path), read_only=True)
-        else:
-            store = MarketStore(self.path, read_only=True)
+        if self.market_path == self.path:
             con = self._con
+            store = MarketStore.on_connection(con, self.path, read_only=not self._file.writable)
+            yield MarketView(con, store, self.path, self._market_memo)
+            return
+        con = connect(self.market_path, True, "market store", DataError, self.lock_timeout)
         try:
-            yield MarketView(con, store, self.market_path)
+            store = MarketStore.on_connection(con, self.market_path, read_only=True)
+            yield MarketView(con, store, self.market_path, self._market_memo)
         finally:
-            store.close()
-            if con is not self._con:
-                con.close()
+            con.close()
 
     def _records(self) -> dict[str, FactorRecord]:
         rows = self._con.execute(

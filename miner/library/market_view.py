@@ -1,4 +1,5 @@
-"""The market as the library sees it: one operation's calendar, change log and window loads."""
+"""The market as the library sees it: one operation's calendar, change log and window loads, and
+what a library keeps of them between operations."""
 
 from __future__ import annotations
 
@@ -17,14 +18,36 @@ from miner.market.panel import to_day
 from miner.market.store import MarketStore
 
 
-class MarketView:
-    """One operation's view of the market tables: calendar, change log and window loads."""
+class MarketMemo:
+    """What a library keeps of the market between operations (which each open the file afresh):
+    the calendar and the whole daily panel of the market version it last read. Every import logs a
+    row in data_changes in its own transaction, so an unchanged `MarketView.version` means unchanged
+    market tables."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, store: MarketStore, where: Path) -> None:
+    def __init__(self) -> None:
+        self.version: tuple[int, dt.datetime | None] | None = None
+        self.calendar: tuple[np.ndarray, np.ndarray] | None = None
+        self.daily: MarketData | None = None
+
+    def at(self, version: tuple[int, dt.datetime | None]) -> MarketMemo:
+        """This memo, emptied first if it holds another version of the market."""
+        if version != self.version:
+            self.version, self.calendar, self.daily = version, None, None
+        return self
+
+
+class MarketView:
+    """One operation's view of the market tables: calendar, change log and window loads (the
+    calendar and the whole daily panel through `memo`, when given)."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, store: MarketStore, where: Path, memo: MarketMemo | None = None
+    ) -> None:
         self.con = con
         self.store = store
         self.where = where
-        self._calendar: tuple[np.ndarray, np.ndarray] | None = None
+        self._memo = None if memo is None else memo.at(self.version())
+        self._calendar: tuple[np.ndarray, np.ndarray] | None = None if memo is None else memo.calendar
 
     @property
     def dates(self) -> np.ndarray:
@@ -45,6 +68,8 @@ class MarketView:
             dates = np.sort(np.array([day for (day,) in days], dtype="datetime64[D]"))
             universe = np.array(sorted(name for (name,) in instruments), dtype=object)
             self._calendar = (dates, universe)
+            if self._memo is not None:
+                self._memo.calendar = self._calendar
         return self._calendar
 
     def changes(self) -> list[tuple[str, dt.date, dt.datetime]]:
@@ -53,6 +78,11 @@ class MarketView:
             tuple(row)
             for row in self.con.execute("SELECT kind, first_date, imported_at FROM data_changes").fetchall()
         ]
+
+    def version(self) -> tuple[int, dt.datetime | None]:
+        """Changes with every import: how many there were and when the last one was."""
+        count, last = self.con.execute("SELECT count(*), max(imported_at) FROM data_changes").fetchall()[0]
+        return int(count), last
 
     def columns(self) -> set[str]:
         rows = self.con.execute(
@@ -80,8 +110,15 @@ class MarketView:
 
     def window(self, first: int, stop: int, minute: bool = False) -> MarketData:
         """Calendar rows first..stop-1 on the whole instrument universe."""
-        market = self.store.load(self.dates[first], self.dates[stop - 1], minute=minute)
-        return on_universe(market, self.universe)
+        whole_daily = not minute and first == 0 and stop == self.dates.size
+        if whole_daily and self._memo is not None and self._memo.daily is not None:
+            return self._memo.daily
+        market = on_universe(
+            self.store.load(self.dates[first], self.dates[stop - 1], minute=minute), self.universe
+        )
+        if whole_daily and self._memo is not None:
+            self._memo.daily = market
+        return market
 
 
 def on_universe(market: MarketData, universe: np.ndarray) -> MarketData:

@@ -31,20 +31,21 @@ def monitor(
     with the previous date), coverage (share of the names with a close that have a value).
     Rolling columns (at least max(2, window // 2) finite dates): ic_mean, rank_ic_mean, icir and
     rank_icir (mean / std, ddof 1), turnover_mean, coverage_mean. A writable library also
-    stores the frame in factor_monitor (replacing this factor's rows for this window).
+    stores the frame in factor_monitor (replacing this factor's rows for this window) in a short
+    write after the computation; a read-only one computes it without storing it.
     """
     if int(window) != window or window < 2:
         raise LibraryError(f"monitor window must be an integer >= 2, got {window!r}")
-    record = lib._record_of(factor_id)
-    if record.computed_through is None:
-        raise LibraryError(f"factor {factor_id!r} has no values yet")
-    with lib._market() as market:
+    with lib._operation(), lib._market() as market:
+        record = lib._record_of(factor_id)
+        if record.computed_through is None:
+            raise LibraryError(f"factor {factor_id!r} has no values yet")
         full = market.window(0, market.dates.size)
         stop = int(np.searchsorted(market.dates, day_of(record.computed_through), "right"))
-        factor = lib._stored_panel(factor_id, market.dates[:stop], market.universe)
+        factor = lib._stored_panel(factor_id, full.dates[:stop], full.instruments)
     close = full.field("close")
     label = forward_returns(close, horizon, delay, label_mask(full, "auto"))[:stop]
-    frame = monitor_frame(factor, label, close[:stop], market.dates[:stop], int(window))
+    frame = monitor_frame(factor, label, close[:stop], full.dates[:stop], int(window))
     if not lib.read_only:
         _store_monitor(lib, factor_id, int(window), frame)
     return frame
@@ -54,11 +55,11 @@ def _store_monitor(lib: FactorLibrary, factor_id: str, window: int, frame: pd.Da
     incoming_monitor = pa.Table.from_pandas(  # noqa: F841 (read by the SQL below)
         frame.reset_index().assign(date=lambda f: f["date"].dt.date), preserve_index=False
     )
-    with write_transaction(lib._con, f"storing the monitor of {factor_id!r}"):
-        lib._con.execute(
+    with lib._operation(write=True) as con, write_transaction(con, f"storing the monitor of {factor_id!r}"):
+        con.execute(
             "DELETE FROM factor_monitor WHERE factor_id = ? AND rolling_window = ?", [factor_id, window]
         )
-        lib._con.execute(
+        con.execute(
             "INSERT INTO factor_monitor BY NAME SELECT ? AS factor_id, ? AS rolling_window, "
             "now()::TIMESTAMP AS computed_at, * FROM incoming_monitor",
             [factor_id, window],
@@ -67,12 +68,13 @@ def _store_monitor(lib: FactorLibrary, factor_id: str, window: int, frame: pd.Da
 
 def monitor_history(lib: FactorLibrary, factor_id: str, window: int = DEFAULT_MONITOR_WINDOW) -> pd.DataFrame:
     """The monitor rows stored by the last `monitor(factor_id, window)` (empty if never run)."""
-    lib._record_of(factor_id)
-    frame = lib._con.sql(
-        "SELECT * EXCLUDE (factor_id, rolling_window) FROM factor_monitor "
-        "WHERE factor_id = ? AND rolling_window = ? ORDER BY date",
-        params=[factor_id, int(window)],
-    ).df()
+    with lib._operation() as con:
+        lib._record_of(factor_id)
+        frame = con.sql(
+            "SELECT * EXCLUDE (factor_id, rolling_window) FROM factor_monitor "
+            "WHERE factor_id = ? AND rolling_window = ? ORDER BY date",
+            params=[factor_id, int(window)],
+        ).df()
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
     return frame.set_index("date")
 

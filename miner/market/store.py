@@ -10,9 +10,10 @@ session or other rules is an error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from miner.market.ingest import (
 from miner.market.panel import MAX_INTRADAY_BYTES, MarketData, names_of, to_day
 from miner.market.rules import History, TradingRules, check_codes, trading_rules
 from miner.market.session import DEFAULT_SESSION, SessionGrid, session_grid
-from miner.storage import Migration, Schema, connect, migrate, schema_version, transaction
+from miner.storage import DatabaseFile, Migration, Schema, connect, migrate, schema_version, transaction
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +126,51 @@ class MarketStore:
 
     Re-imported keys are replaced whole (``INSERT OR REPLACE``, all columns, the ones the new file
     lacks become NULL), much faster than DELETE + INSERT (benchmarks/README.md, "Design choices").
+
+    The store holds no connection between calls: each import or load opens the file for itself
+    (read-only for loads) and closes it, waiting up to `lock_timeout` seconds while another process
+    holds it (`miner.storage.database`); a file is read and validated before the store is opened
+    to write it.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, *, lock_timeout: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
         _refuse_data_file(self.path)
-        self._con = connect(self.path, read_only, "market store", DataError)
-        self._owns_connection = True
-        self._prepare()
+        self._file = DatabaseFile(self.path, "market store", DataError, lock_timeout)
+        with self._file.operation(write=not read_only):
+            self._prepare()
 
     @classmethod
-    def on_connection(cls, con: duckdb.DuckDBPyConnection, path: str | Path = "<connection>") -> MarketStore:
-        """The market tables on an open connection (the factor library's), which close() keeps."""
+    def on_connection(
+        cls, con: duckdb.DuckDBPyConnection, path: str | Path = "<connection>", read_only: bool = False
+    ) -> MarketStore:
+        """The market tables on an open connection (e.g. the factor library's), which its owner closes."""
         store = cls.__new__(cls)
         store.path = Path(path)
-        store.read_only = False
-        store._con = con
-        store._owns_connection = False
+        store.read_only = read_only
+        store._file = DatabaseFile.bound(con, store.path, "market store", DataError, writable=not read_only)
         store._prepare()
         return store
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(
+        cls, path: str | Path, read_only: bool = True, *, lock_timeout: float | None = None
+    ) -> Iterator[MarketStore]:
+        """The store on one connection for the block: its calls are one consistent operation."""
+        _refuse_data_file(Path(path))
+        con = connect(Path(path), read_only, "market store", DataError, lock_timeout)
+        try:
+            yield cls.on_connection(con, path, read_only)
+        finally:
+            con.close()
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        return self._file.current
 
     def __enter__(self) -> MarketStore:
         return self
@@ -153,8 +179,7 @@ class MarketStore:
         self.close()
 
     def close(self) -> None:
-        if self._owns_connection:
-            self._con.close()
+        """Nothing to close (the store holds no connection between calls); kept for `with`."""
 
     def _prepare(self) -> None:
         try:
@@ -168,7 +193,8 @@ class MarketStore:
 
     def daily_row_count(self) -> int:
         """How many daily bars the store holds (0 for a new store)."""
-        return int(self._con.execute("SELECT count(*) FROM daily_bars").fetchall()[0][0])
+        with self._file.operation():
+            return int(self._con.execute("SELECT count(*) FROM daily_bars").fetchall()[0][0])
 
     def import_file(
         self,
@@ -242,15 +268,19 @@ class MarketStore:
 
     def minute_session(self) -> SessionGrid | None:
         """The session grid of the stored minute bars; None when the store has none."""
-        spec = self._meta(SESSION_KEY)
-        if spec is not None:
-            return session_grid(spec)
-        has_minutes = self._con.execute("SELECT count(*) FROM (SELECT 1 FROM minute_bars LIMIT 1)").fetchall()
+        with self._file.operation():
+            spec = self._meta(SESSION_KEY)
+            if spec is not None:
+                return session_grid(spec)
+            has_minutes = self._con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM minute_bars LIMIT 1)"
+            ).fetchall()
         return DEFAULT_SESSION if has_minutes[0][0] else None
 
     def rules(self) -> TradingRules | None:
         """The trading rules the daily bars were imported with; None without."""
-        name = self._meta(RULES_KEY)
+        with self._file.operation():
+            name = self._meta(RULES_KEY)
         return None if name is None else trading_rules(name)
 
     def _session_for(self, asked: str | SessionGrid | None, source: str) -> SessionGrid:
@@ -285,7 +315,10 @@ class MarketStore:
         incoming_kinds = {name: "numeric" for name in bars.numeric}
         incoming_kinds.update({name: "label" for name in bars.labels})
         incoming_kinds.update({name: "flag" for name in bars.flags})
-        with transaction(self._con, f"{source}: import failed, store unchanged", DataError):
+        with (
+            self._file.operation(write=True),
+            transaction(self._con, f"{source}: import failed, store unchanged", DataError),
+        ):
             columns = self._extend_daily_columns(incoming_kinds, source)
             table = _daily_arrow(bars, columns)
             replaced = self._upsert("daily_bars", "date", table)
@@ -333,7 +366,10 @@ class MarketStore:
         }
         columns.update({name: pa.array(bars.values[name], from_pandas=True) for name in MINUTE_FIELDS})
         days = bars.timestamps.astype("datetime64[ns]").astype("datetime64[D]")
-        with transaction(self._con, f"{source}: import failed, store unchanged", DataError):
+        with (
+            self._file.operation(write=True),
+            transaction(self._con, f"{source}: import failed, store unchanged", DataError),
+        ):
             replaced = self._upsert("minute_bars", "datetime", pa.table(columns))
             self._log_change("minute", days.min(), source, len(days))
             self._record(SESSION_KEY, session.spec)
@@ -402,23 +438,24 @@ class MarketStore:
         first = None if start is None else to_day(start)
         last = None if end is None else to_day(end)
         wanted = None if instruments is None else names_of(instruments)
-        rows = self._fetch_daily(first, last, wanted)
-        if wanted is not None:
-            missing = sorted(set(wanted) - set(rows.instruments))
-            if missing:
-                names = ", ".join(missing[:10])
-                raise DataError(f"market store {self.path}: no daily bars for instrument(s) {names}")
-        rules = self.rules()
-        market = assemble_daily(rows, rules, self._history(rows) if rules is not None else None)
-        if not minute:
-            return market
-        grid = self.minute_session() or DEFAULT_SESSION
-        if session is not None and session_grid(session) != grid:
-            raise DataError(
-                f"market store {self.path} holds minute bars on the {grid}, not on the "
-                f"{session_grid(session)}"
-            )
-        cubes = self._fetch_minute_cubes(market, grid, max_intraday_bytes)
+        with self._file.operation():
+            rows = self._fetch_daily(first, last, wanted)
+            if wanted is not None:
+                missing = sorted(set(wanted) - set(rows.instruments))
+                if missing:
+                    names = ", ".join(missing[:10])
+                    raise DataError(f"market store {self.path}: no daily bars for instrument(s) {names}")
+            rules = self.rules()
+            market = assemble_daily(rows, rules, self._history(rows) if rules is not None else None)
+            if not minute:
+                return market
+            grid = self.minute_session() or DEFAULT_SESSION
+            if session is not None and session_grid(session) != grid:
+                raise DataError(
+                    f"market store {self.path} holds minute bars on the {grid}, not on the "
+                    f"{session_grid(session)}"
+                )
+            cubes = self._fetch_minute_cubes(market, grid, max_intraday_bytes)
         return MarketData(market.dates, market.instruments, market.fields, cubes, market.groups)
 
     def _history(self, rows: EncodedRows) -> History:
@@ -623,7 +660,7 @@ def load_market(
         return store.load(
             start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
         )
-    with MarketStore(store, read_only=True) as opened:
+    with MarketStore.opened(store, read_only=True) as opened:
         return opened.load(
             start, end, instruments, minute, session=session, max_intraday_bytes=max_intraday_bytes
         )

@@ -15,7 +15,8 @@ from deap import base, creator, gp
 
 from miner.config import ExperimentConfig
 from miner.errors import ConfigError, FormulaError
-from miner.lang import Call, Name, Node, Num, canonicalize, parse, walk
+from miner.lang import Call, Evaluator, Name, Node, Num, canonicalize, parse, walk
+from miner.lang.parser import MAX_WINDOW
 from miner.market import MarketData
 from operators import REGISTRY, Arg, Kind, Operator, operators_by_family
 
@@ -112,12 +113,17 @@ def build_language(config: ExperimentConfig, data: MarketData) -> Language:
         if name not in data.fields or data.is_group(name):
             raise ConfigError(f"gp.fields: {name!r} is not a numeric field of the data")
         add(name, Name(name), SeriesT)
+    first_row = data.slice_rows(0, 1)
     for i, text in enumerate(gp_cfg.terminals):
         try:
-            add(f"t{i}", canonicalize(parse(text)), SeriesT)
+            terminal = canonicalize(parse(text))
+            Evaluator(first_row).evaluate(terminal)  # fields, groups and minute data exist
         except FormulaError as exc:
             raise ConfigError(f"gp.terminals.{i}: {exc}") from None
+        add(f"t{i}", terminal, SeriesT)
     for w in gp_cfg.windows:
+        if w > MAX_WINDOW:
+            raise ConfigError(f"gp.windows: {w} is longer than any formula may use ({MAX_WINDOW} rows)")
         add(f"w{w}", Num(float(w)), WindowT)
     for i, value in enumerate(gp_cfg.constants):
         add(f"c{i}", Num(float(value)), ConstT)

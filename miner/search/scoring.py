@@ -11,8 +11,12 @@ import ctypes
 import logging
 import math
 import multiprocessing
+import os
 import platform
+import shutil
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,10 +90,38 @@ def _state(handle: PanelHandle, spec: ScoringSpec) -> _WorkerState:
         _WORKERS.clear()  # one panel per worker at a time: a new run frees the old one
         if isinstance(handle, MemmapPanel) and multiprocessing.parent_process() is not None:
             _keep_freed_memory()  # a loky worker: a process of this run's own
+            _exit_with_parent(handle.directory)
         state = _WorkerState(panel, _evaluator(panel, spec.cache_bytes), prepared, np.isfinite(panel.label))
         _WORKERS[handle.key] = state
         _tolerate_loky_growth(spec.cache_bytes + _nbytes(panel))
     return state
+
+
+PARENT_CHECK_SECONDS = 0.5
+_watched: dict[str, str] = {}  # "panel": the directory of the panel this worker last loaded
+
+
+def _exit_with_parent(panel_directory: str) -> None:
+    """Exit this worker within `PARENT_CHECK_SECONDS` of the death of the process that started it.
+
+    loky's workers notice a dead parent only when they next talk to it, and an idle one waits up
+    to its idle timeout (minutes), holding its memory (its cache and the panel's pages). A `kill
+    -9` of `miner mine` also skips the run's own clean-up, so the worker that notices removes the
+    run's memory-mapped panel files before it exits.
+    """
+    watching = bool(_watched)
+    _watched["panel"] = panel_directory
+    if watching:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        shutil.rmtree(_watched["panel"], ignore_errors=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit systems

@@ -218,7 +218,7 @@ def test_a_run_logged_to_a_real_tracking_server_over_http(tracking_server: str, 
     raw = yaml.safe_load(QUICKSTART.read_text())
     raw["gp"].update(population=60, generations=2)
     raw["parallel"]["n_jobs"] = 1
-    raw["tracking"]["uri"] = tracking_server
+    raw["tracking"] = {"uri": tracking_server}
     raw["checkpoint_dir"] = str(tmp_path / "checkpoints")
     outcome = mine(config_from_dict(raw, "server-test"))
     run = _get(f"{tracking_server}/api/2.0/mlflow/runs/get?run_id={outcome.run_id}")["run"]

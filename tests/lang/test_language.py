@@ -120,12 +120,33 @@ def test_lookback_by_hand(formula: str, expected: int) -> None:
         ("abs(" * 80 + "close" + ")" * 80, "nests deeper than"),
         ("(" * 300 + "close" + ")" * 300, "cannot parse"),
         ("close + " * 1000 + "close", "longer than"),
+        ("ts_mean(close, 10**9)", "window argument 'd' of ts_mean is 1000000000: too large"),
+        ("ts_mean(close, 100001)", "too large (at most 100000 rows)"),
+        ("delay(close, 1e300)", "lag argument 'd' of delay is 1e+300: too large"),
+        ("ts_mean(close, 1 / 0)", "not a finite number"),
+        ("ts_mean(close, 2 ** 0.5)", "must be a positive integer, got 1.4142135623730951"),
+        ("ts_mean(close, 2 * volume)", "must be a number, not a series"),
+        ("close * " + "7" * 400, "number is too large"),
     ],
 )
 def test_bad_formulas_raise_formula_error_naming_the_text(formula: str, fragment: str) -> None:
     with pytest.raises(FormulaError, match=None) as info:
         parse(formula)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "number"),
+    [
+        ("ts_mean(close, 2 * 5)", "ts_mean(close, 10)"),
+        ("delay(close, 10**2 - 1)", "delay(close, 99)"),
+        ("signed_power(close, -(-6) / 2)", "signed_power(close, 3)"),
+        ("ts_mean(close, 100000)", "ts_mean(close, 100000)"),
+    ],
+)
+def test_arithmetic_of_numbers_where_a_number_is_expected_is_that_number(written: str, number: str) -> None:
+    assert parse(written) == parse(number)
+    assert to_string(parse(written)) == number
 
 
 @settings(max_examples=400, deadline=None)

@@ -24,11 +24,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import miner.library.library as library_module
+import miner.library.update as update_module
 from miner.app.library_cli import library_app
 from miner.errors import FormulaError, LibraryError
 from miner.lang import Evaluator, Node, history_rows, parse, to_string
 from miner.library import FactorLibrary, dependency_order, rows
-from miner.library.cache import forget_factor, new_frame_cache
+from miner.library.cache import FrameCache
 from miner.library.market_view import MarketView
 from miner.library.schema import SCHEMA
 from miner.market.store import MarketStore, import_file, load_market
@@ -365,18 +366,28 @@ def test_get_factor_cache_hits_copies_and_invalidation(tmp_path):
 def test_frame_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used():
     frame = pd.DataFrame(np.zeros((100, 10)))
     size = int(frame.memory_usage(index=True).sum())
-    cache = new_frame_cache(max_bytes=2 * size + size // 2)
-    cache.put(("a",), frame)
-    cache.put(("b",), frame)
-    assert cache.get(("a",)) is frame
-    cache.put(("c",), frame)
-    assert cache.get(("b",)) is None
-    assert cache.get(("a",)) is frame and cache.get(("c",)) is frame
+    cache = FrameCache(max_bytes=2 * size + size // 2)
+    versions = {"a": 1, "b": 1, "c": 1, "huge": 1}
+
+    def get(key: str, signature: tuple = ("file", 1)) -> pd.DataFrame | None:
+        if not cache.is_current(signature):
+            cache.refresh(signature, versions)
+        return cache.get((key,))
+
+    for key in ("a", "b"):
+        cache.put((key,), 1, frame)
+    assert get("a") is frame
+    cache.put(("c",), 1, frame)
+    assert get("b") is None
+    assert get("a") is frame and get("c") is frame
     assert cache.bytes == 2 * size
-    cache.put(("huge",), pd.DataFrame(np.zeros((1000, 100))))
+    cache.put(("huge",), 1, pd.DataFrame(np.zeros((1000, 100))))
     assert len(cache) == 2
-    forget_factor(cache, "a")
-    assert cache.get(("a",)) is None and len(cache) == 1
+    cache.forget_factor("a")
+    assert get("a") is None and len(cache) == 1
+    versions["c"] = 2  # another process wrote c: seen only once the file's signature changes
+    assert get("c") is frame
+    assert get("c", signature=("file", 2)) is None and len(cache) == 0
 
 
 def test_selection_long_form_and_export_agree_with_the_wide_frame(tmp_path):
@@ -576,7 +587,7 @@ def test_another_writer_is_a_clear_error_and_readers_share_the_file(tmp_path):
             with pytest.raises(
                 LibraryError, match=r"factor library .* is locked by another process \(PID \d+\)"
             ):
-                FactorLibrary(path, read_only=read_only)
+                FactorLibrary(path, read_only=read_only, lock_timeout=0.2)
     finally:
         release(writer)
     reader = hold(path, "read_only")
@@ -587,7 +598,7 @@ def test_another_writer_is_a_clear_error_and_readers_share_the_file(tmp_path):
             with pytest.raises(LibraryError, match="open read-only"):
                 lib.update()
         with pytest.raises(LibraryError, match="locked by another process"):
-            FactorLibrary(path)
+            FactorLibrary(path, lock_timeout=0.2).register_factor("rev", "-rank(delta(close, 3))")
     finally:
         release(reader)
 
@@ -595,7 +606,7 @@ def test_another_writer_is_a_clear_error_and_readers_share_the_file(tmp_path):
 CRASH_SCRIPT = textwrap.dedent(
     """
     import os, sys
-    from miner.library import rows
+    from miner.library import rows, update
     from miner.library.library import FactorLibrary
 
     calls = []
@@ -609,6 +620,7 @@ CRASH_SCRIPT = textwrap.dedent(
         original(con, factor_id, values)
 
     rows.insert_values = die_on_the_third_factor
+    update.COMMIT_EVERY = 0.0  # a commit after every factor: two are new when it dies
     with FactorLibrary(sys.argv[1]) as lib:
         lib.update()
     """
@@ -619,12 +631,14 @@ def computed_through(lib: FactorLibrary) -> dict[str, object]:
     return lib.list_factors().set_index("factor_id")["computed_through"].to_dict()
 
 
+@pytest.mark.parametrize("commit_every", [0.0, 60.0])
 def test_a_failed_write_or_computation_stops_the_update_and_the_next_update_completes_it(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, commit_every
 ):
     """Writes run on a writer thread while later factors compute: a failed write skips every later
-    write, a failed computation lets the writes queued before it land; either way the next update
-    finishes the job and the values equal a full recomputation."""
+    write and rolls back the factors written since the last commit (with a commit after every
+    factor, none), a failed computation lets the writes queued before it land; either way the next
+    update finishes the job and the values equal a full recomputation."""
     factors = {
         "a": "rank(delta(close, 5))",
         "b": "ts_std(returns, 10)",
@@ -648,10 +662,13 @@ def test_a_failed_write_or_computation_stops_the_update_and_the_next_update_comp
         for factor_id, formula in factors.items():
             lib.register_factor(factor_id, formula)
         lib.market_store.import_frame(rows_between(51, 52), source="one day")
+        monkeypatch.setattr(update_module, "COMMIT_EVERY", commit_every)
         monkeypatch.setattr(rows, "insert_values", insert_failing_for_c)
         with pytest.raises(RuntimeError, match="disk on fire"):
             lib.update()
-        assert computed_through(lib) == {"a": new_day, "b": new_day, "c": last, "d": last}
+        before_c = new_day if commit_every == 0.0 else last
+        assert computed_through(lib) == {"a": before_c, "b": before_c, "c": last, "d": last}
+        assert lib.check().ok
         monkeypatch.setattr(rows, "insert_values", original_insert)
         monkeypatch.setattr(Evaluator, "evaluate", evaluate_failing_for_d)
         with pytest.raises(LibraryError, match="factor 'd': kernel exploded"):

@@ -393,7 +393,8 @@ def test_failure_inside_the_transaction_rolls_back_new_columns(tmp_path):
     assert store_snapshot(store) == before
 
 
-def test_locked_store_is_a_clear_error(tmp_path):
+def test_locked_store_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINER_LOCK_TIMEOUT", "0.5")  # the store waits this long for the lock
     store = tmp_path / "market.duckdb"
     path = write_csv(small_daily(), tmp_path / "d.csv")
     import_file(path, store=store)
