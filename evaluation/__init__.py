@@ -5,6 +5,7 @@ see the `operators` package docstring on numba's cache after editing one of them
 """
 
 from evaluation.fitness import WORST_FITNESS, SurvivorThresholds, admit, icir_fitness
+from evaluation.gates import Gates, distinct_share, gate_failure
 from evaluation.labels import forward_returns, forward_returns_multi
 from evaluation.metrics import (
     LabelRanks,
@@ -28,15 +29,18 @@ from evaluation.metrics import (
 
 __all__ = [
     "WORST_FITNESS",
+    "Gates",
     "LabelRanks",
     "SurvivorThresholds",
     "admit",
     "coverage",
+    "distinct_share",
     "factor_correlation",
     "factor_summary",
     "factor_turnover",
     "forward_returns",
     "forward_returns_multi",
+    "gate_failure",
     "half_life",
     "ic",
     "ic_decay",
