@@ -4,7 +4,15 @@ The metrics' numba kernels call those of `evaluation.ranking`, which call `opera
 see the `operators` package docstring on numba's cache after editing one of them.
 """
 
-from evaluation.fitness import WORST_FITNESS, SurvivorThresholds, admit, icir_fitness
+from evaluation.fitness import (
+    WORST_FITNESS,
+    Objective,
+    SurvivorThresholds,
+    admit,
+    block_means,
+    hac_tstat,
+    icir_fitness,
+)
 from evaluation.gates import Gates, distinct_share, gate_failure
 from evaluation.labels import forward_returns, forward_returns_multi
 from evaluation.metrics import (
@@ -31,8 +39,10 @@ __all__ = [
     "WORST_FITNESS",
     "Gates",
     "LabelRanks",
+    "Objective",
     "SurvivorThresholds",
     "admit",
+    "block_means",
     "coverage",
     "distinct_share",
     "factor_correlation",
@@ -41,6 +51,7 @@ __all__ = [
     "forward_returns",
     "forward_returns_multi",
     "gate_failure",
+    "hac_tstat",
     "half_life",
     "ic",
     "ic_decay",
