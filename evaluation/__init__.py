@@ -34,11 +34,13 @@ from evaluation.metrics import (
     rank_ic,
     rank_ic_fast,
 )
+from evaluation.multiple_testing import Method, first_hurdle, one_sided_pvalues, significant
 
 __all__ = [
     "WORST_FITNESS",
     "Gates",
     "LabelRanks",
+    "Method",
     "Objective",
     "SurvivorThresholds",
     "admit",
@@ -48,6 +50,7 @@ __all__ = [
     "factor_correlation",
     "factor_summary",
     "factor_turnover",
+    "first_hurdle",
     "forward_returns",
     "forward_returns_multi",
     "gate_failure",
@@ -59,10 +62,12 @@ __all__ = [
     "icir_fitness",
     "long_short",
     "monotonicity",
+    "one_sided_pvalues",
     "prepare_label",
     "quantile_returns",
     "quantile_turnover",
     "rank_autocorrelation",
     "rank_ic",
     "rank_ic_fast",
+    "significant",
 ]
