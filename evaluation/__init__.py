@@ -14,7 +14,14 @@ from evaluation.fitness import (
     icir_fitness,
 )
 from evaluation.gates import Gates, distinct_share, gate_failure
-from evaluation.labels import forward_returns, forward_returns_multi
+from evaluation.labels import (
+    LabelTransform,
+    cross_sectional_transform,
+    forward_returns,
+    forward_returns_multi,
+    neutralize,
+    process_label,
+)
 from evaluation.metrics import (
     LabelRanks,
     coverage,
@@ -40,12 +47,14 @@ __all__ = [
     "WORST_FITNESS",
     "Gates",
     "LabelRanks",
+    "LabelTransform",
     "Method",
     "Objective",
     "SurvivorThresholds",
     "admit",
     "block_means",
     "coverage",
+    "cross_sectional_transform",
     "distinct_share",
     "factor_correlation",
     "factor_summary",
@@ -62,8 +71,10 @@ __all__ = [
     "icir_fitness",
     "long_short",
     "monotonicity",
+    "neutralize",
     "one_sided_pvalues",
     "prepare_label",
+    "process_label",
     "quantile_returns",
     "quantile_turnover",
     "rank_autocorrelation",
