@@ -159,8 +159,7 @@ def cross_sectional_transform(
 
 
 def neutralize(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Subtract, per date, each group's mean of its finite values (groups: (T, N) float codes; NaN: no group,
-    NaN out)."""
+    """Subtract, per date, each group's mean of its finite values; NaN where the group code is NaN."""
     values = _panel(values, "values")
     groups = _panel(groups, "groups")
     if groups.shape != values.shape:
