@@ -28,17 +28,18 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from joblib.externals.loky import get_reusable_executor
 
-from miner.app.baselines import Context, ZooPick, composite_of, pick_zoo
+from miner.app.baselines import composite_of
 from miner.app.research import frozen_run, score_choices, withhold_test
 from miner.config import ExperimentConfig, config_from_dict
 from miner.market import MarketData
+from miner.search.members import Context, ZooPick, pick_zoo
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "us_stooq_daily_2008_2017.parquet"
@@ -50,6 +51,36 @@ SPLITS = {
 SEGMENTS = ("valid", "test")
 
 
+TUNING_SPLITS = {  # --tune: the real test years are cut off; 2014-2015 (the real valid) plays test
+    "train": {"start": "2008-01-02", "end": "2011-12-30"},
+    "valid": {"start": "2012-01-03", "end": "2013-12-31"},
+    "test": {"start": "2014-01-02", "end": "2015-12-31"},
+}
+
+VARIANTS: dict[str, dict] = {
+    "before": {  # the search as issue 15 found it: no gates, no hurdle, no pool
+        "fitness": {"gates": {"enabled": False}},
+        "survivors": {"hurdle": "none"},
+    },
+    "gates_holm": {},  # the degeneracy gates and the Holm hurdle (both on by default)
+    "pool": {"pool": {"enabled": True}, "survivors": {"require_gain": True}},
+    "pool_zoo": {
+        "pool": {"enabled": True, "zoo": "alpha158"},
+        "survivors": {"require_gain": True},
+    },
+    "pool_zoo_tstat": {
+        "pool": {"enabled": True, "zoo": "alpha158"},
+        "survivors": {"require_gain": True},
+        "fitness": {"objective": "tstat"},
+    },
+    "pool_zoo_corr05": {
+        "pool": {"enabled": True, "zoo": "alpha158", "max_correlation": 0.5},
+        "survivors": {"require_gain": True, "max_correlation": 0.5},
+    },
+}
+"""Config changes compared by `--tune` (on top of `experiments/daily_us.yaml`)."""
+
+
 @dataclass(frozen=True)
 class Budget:
     population: int
@@ -57,31 +88,53 @@ class Budget:
     seeds: tuple[int, ...]
     zoo: str
     instruments: int | None  # the first n instruments only (None: all)
+    splits: dict = field(default_factory=lambda: SPLITS)
+    overrides: dict = field(default_factory=dict)  # config changes (deep-merged)
+    end: str | None = None  # rows after this date are dropped (--tune: the real test years)
 
 
 FULL = Budget(population=300, generations=8, seeds=(1, 2, 3), zoo="alpha158", instruments=None)
 QUICK = Budget(population=40, generations=2, seeds=(1,), zoo="classic", instruments=300)
+TUNE = Budget(
+    population=300,
+    generations=8,
+    seeds=(1,),
+    zoo="alpha158",
+    instruments=500,
+    splits=TUNING_SPLITS,
+    end=TUNING_SPLITS["test"]["end"],
+)
 TOP_K = 10
 
 
-def load(path: Path, instruments: int | None) -> MarketData:
+def load(path: Path, instruments: int | None, end: str | None = None) -> MarketData:
     frame = pd.read_parquet(path)
     frame = frame[~frame["suspect"]].drop(columns="suspect")
+    if end is not None:
+        frame = frame[pd.to_datetime(frame["date"]) <= pd.Timestamp(end)]
     if instruments is not None:
         frame = frame[frame["instrument"].isin(sorted(frame["instrument"].unique())[:instruments])]
     return MarketData.from_frame(frame, source=str(path))
+
+
+def merged(base: dict, change: dict) -> dict:
+    """`base` with `change` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 def experiment(
     budget: Budget, data: Path, seed: int, search: str, candidates: int | None = None
 ) -> ExperimentConfig:
     """`experiments/daily_us.yaml` on the stooq splits, at the benchmark's budget."""
-    raw = yaml.safe_load((REPO / "experiments" / "daily_us.yaml").read_text())
+    raw = merged(yaml.safe_load((REPO / "experiments" / "daily_us.yaml").read_text()), budget.overrides)
     raw.update(
         name=f"research_{search}",
         seed=seed,
         data={"source": "file", "path": str(data)},
-        splits={**SPLITS, "embargo": raw["splits"].get("embargo", 0)},
+        splits={**budget.splits, "embargo": raw["splits"].get("embargo", 0)},
         baselines={"zoo": budget.zoo, "top_k": TOP_K, "method": "ridge"},
         tracking={"enabled": False},
     )
@@ -281,6 +334,14 @@ def survivors_table(choices: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 300 names, 1 seed, tiny budget")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose defaults: the real test years cut off, 2014-2015 as test, 500 names, 1 seed",
+    )
+    parser.add_argument(
+        "--variant", action="append", choices=sorted(VARIANTS), help="a config variant (repeatable)"
+    )
     parser.add_argument("--zoo", help="zoo set for (a) and the zoo + mined composites")
     parser.add_argument("--choices", type=Path, help="write the frozen choices (JSON) here")
     parser.add_argument(
@@ -288,11 +349,26 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    budget = QUICK if args.quick else FULL
+    budget = TUNE if args.tune else QUICK if args.quick else FULL
     if args.zoo:
-        budget = Budget(budget.population, budget.generations, budget.seeds, args.zoo, budget.instruments)
+        budget = replace(budget, zoo=args.zoo)
+    market = load(args.data, budget.instruments, budget.end)
+    for variant in args.variant or ([] if not args.tune else list(VARIANTS)) or [None]:
+        chosen = budget if variant is None else replace(budget, overrides=VARIANTS[variant])
+        choices_file = args.choices
+        if choices_file is not None and variant is not None:
+            choices_file = choices_file.with_name(f"{choices_file.stem}_{variant}{choices_file.suffix}")
+        report(args, chosen, market, variant, choices_file)
 
-    market = load(args.data, budget.instruments)
+
+def report(
+    args: argparse.Namespace,
+    budget: Budget,
+    market: MarketData,
+    variant: str | None,
+    choices_file: Path | None,
+) -> None:
+    """Choose (or read the frozen choices), then score them and print the tables."""
     if args.from_choices:
         choices = json.loads(args.from_choices.read_text())
     else:
@@ -300,22 +376,26 @@ def main() -> None:
         segments = Context.of(experiment(budget, args.data, budget.seeds[0], "gp"), market).segments
         choices = choose(withhold_test(market, segments), budget, args.data)
         choices |= {"git": git_state(), "seconds": time.perf_counter() - started, "load": os.getloadavg()[0]}
+        choices |= {"variant": variant, "overrides": budget.overrides}
         choices = json.loads(json.dumps(choices))  # frozen: plain data only
-        if args.choices:
-            args.choices.write_text(json.dumps(choices, indent=2))
+        if choices_file:
+            choices_file.write_text(json.dumps(choices, indent=2))
     started = time.perf_counter()
     results = score(choices, market, budget, args.data)
     scoring = time.perf_counter() - started
 
-    print(f"\n## Research benchmark ({'quick' if args.quick else 'full'})\n")
+    mode = "tune" if args.tune else "quick" if args.quick else "full"
+    print(f"\n## Research benchmark ({mode}{f', variant {variant}' if variant else ''})\n")
     print(
         f"git {choices.get('git', 'unknown')}, {market.N} instruments x {market.T} dates, zoo {budget.zoo}, "
         f"population {budget.population} x {budget.generations} generations (2 islands), seeds "
-        f"{list(budget.seeds)}; choosing {choices.get('seconds', float('nan')):.0f} s (zoo pick "
+        f"{list(budget.seeds)}, splits {json.dumps(budget.splits)}, config changes "
+        f"{json.dumps(budget.overrides)}; choosing {choices.get('seconds', float('nan')):.0f} s (zoo pick "
         f"{choices['zoo']['seconds']:.0f} s, load average at the end {choices.get('load', float('nan')):.1f}), "
         f"scoring the frozen choices {scoring:.0f} s"
         + (f" (re-scored from {args.from_choices})" if args.from_choices else "")
-        + "\n"
+        + "\n",
+        flush=True,
     )
     for segment in ("test", "valid"):
         print(f"### {segment}\n")
@@ -333,7 +413,8 @@ def main() -> None:
         best = run["best_train_fitness"]
         print(
             f"| {run['seed']} | {run['search']} | {run['mining_seconds']:.0f} | {run['report_seconds']:.0f} "
-            f"| {run['cpu_seconds']:.0f} | {best[0]:.3f} / {best[-1]:.3f} |"
+            f"| {run['cpu_seconds']:.0f} | {best[0]:.3f} / {best[-1]:.3f} |",
+            flush=True,
         )
 
 

@@ -84,12 +84,16 @@ class DataSpec(Strict):
 class LabelSpec(Strict):
     """The forward-return label; `tradable`: ``entry`` leaves it NaN where the entry bar (row
     t + delay) is not tradable, ``none`` never, ``auto`` (default) = ``entry`` when the market has
-    a ``tradable`` field (data imported with trading rules, the synthetic cn market)."""
+    a ``tradable`` field (data imported with trading rules, the synthetic cn market).
+    `neutralize` names a group field (e.g. ``sector``) whose per-date means are taken out of the
+    label; `transform` then maps it per date (``rank``, winsorised ``zscore`` or ``raw``)."""
 
     price: str = "close"
     horizon: int = Field(1, ge=1)
     delay: int = Field(1, ge=0)
     tradable: Literal["auto", "entry", "none"] = "auto"
+    transform: Literal["raw", "rank", "zscore"] = "raw"
+    neutralize: str | None = None
 
 
 class Segment(Strict):
@@ -156,6 +160,8 @@ class GPSpec(Strict):
     windows: list[int] = [1, 2, 3, 5, 10, 20, 40, 60]
     constants: list[float] = [0.5, 1.0, 2.0, 3.0]
     terminals: list[str] = []
+    seed_zoo: str | None = None
+    seed_share: float = Field(0.5, ge=0, le=1)
 
     @field_validator("windows")
     @classmethod
@@ -181,18 +187,62 @@ class GPSpec(Strict):
         return self.budget if self.budget is not None else self.population * self.generations
 
 
+class GateSpec(Strict):
+    """Degeneracy gates a candidate passes before it is scored (see the README)."""
+
+    enabled: bool = True
+    min_coverage: float = Field(0.8, ge=0, le=1)
+    min_distinct: float = Field(0.01, ge=0, le=1)
+    min_dated_share: float = Field(0.8, ge=0, le=1)
+
+
 class FitnessSpec(Strict):
-    objective: Literal["icir", "nsga2"] = "icir"
+    """`objective`: the train score of a candidate's per-date rank IC series (``icir``, the HAC
+    ``tstat`` per sqrt(dates), ``mean_std`` over `blocks` contiguous blocks) or NSGA-II."""
+
+    objective: Literal["icir", "tstat", "mean_std", "nsga2"] = "icir"
     parsimony: float = Field(0.002, ge=0)
     min_names: int = Field(10, ge=3)
+    blocks: int = Field(4, ge=2)
+    beta: float = Field(1.0, ge=0)
+    gates: GateSpec = GateSpec()
+
+
+class PoolSpec(Strict):
+    """The factor pool kept during the search (alphagen-style): a ridge combination of admitted
+    factors refitted on train. With `enabled`, candidates are scored against the label with the
+    pool's fit taken out (their gain over the pool); `zoo` seeds it with a zoo set's top factors,
+    which stay in; `patience` stops the search when the pool's valid rank IC has not improved for
+    that many generations."""
+
+    enabled: bool = False
+    capacity: int = Field(10, ge=1)
+    max_correlation: float = Field(0.7, gt=0, le=1)
+    replace_ratio: float = Field(1.3, ge=1)
+    ridge: float = Field(1.0, ge=0)
+    offers: int = Field(20, ge=1)
+    zoo: str | None = None
+    zoo_top_k: int = Field(10, ge=1)
+    patience: int | None = Field(None, ge=1)
 
 
 class SurvivorSpec(Strict):
+    """Admission on valid: thresholds, a t-statistic hurdle controlling for the candidates tested
+    (``holm``, ``bh`` or a ``fixed`` t >= `t_min`) over `tests`: the candidates ``examined`` on
+    valid (chosen on train, which valid does not see) or every formula ``scored`` in the run; a
+    correlation cap with every survivor and library factor, and with `require_gain` an improvement
+    of the pool's combined valid rank IC."""
+
     min_abs_rank_ic: float = Field(0.01, ge=0)
     max_turnover: float = Field(1.0, ge=0)
     min_coverage: float = Field(0.5, ge=0, le=1)
     max_correlation: float = Field(0.7, gt=0, le=1)
     max_survivors: int = Field(10, ge=1)
+    hurdle: Literal["holm", "bh", "fixed", "none"] = "holm"
+    tests: Literal["examined", "scored"] = "examined"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    t_min: float = Field(3.0, ge=0)
+    require_gain: bool = False
 
 
 CLUSTER_BACKENDS = {"dask": "distributed", "ray": "ray"}  # backend -> the module it needs
@@ -267,6 +317,7 @@ class ExperimentConfig(Strict):
     gp: GPSpec = GPSpec()
     fitness: FitnessSpec = FitnessSpec()
     survivors: SurvivorSpec = SurvivorSpec()
+    pool: PoolSpec = PoolSpec()
     parallel: ParallelSpec = ParallelSpec()
     tracking: TrackingSpec = TrackingSpec()
     library: LibrarySpec = LibrarySpec()

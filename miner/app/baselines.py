@@ -13,44 +13,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from rich import box
 from rich.table import Table
 
-from evaluation import combine, forward_returns, metrics
+from evaluation import combine, metrics
 from miner.config import ExperimentConfig
-from miner.errors import ConfigError, FormulaError
-from miner.lang import Evaluator
 from miner.market import MarketData
-from miner.search.splits import Segments, make_segments
+from miner.search.members import Context, Member, ZooPick, members_of, pick_zoo
 
 log = logging.getLogger(__name__)
 
 SEGMENTS = ("train", "valid", "test")
 QUANTILES = 5  # long-short is the top minus the bottom quintile's mean label
-
-
-@dataclass(frozen=True)
-class Member:
-    """A factor taking part in a comparison: its values standardised for combination and its mean
-    rank IC on each segment."""
-
-    name: str
-    formula: str
-    standardized: np.ndarray
-    rank_ic: dict[str, float]
-
-    @property
-    def sign(self) -> float:
-        """The direction the train segment gives it (0 without a train rank IC)."""
-        train = self.rank_ic["train"]
-        return math.copysign(1.0, train) if math.isfinite(train) and train != 0.0 else 0.0
-
-    def signed_rank_ic(self, segment: str) -> float:
-        return self.sign * self.rank_ic[segment]
 
 
 @dataclass(frozen=True)
@@ -67,31 +45,6 @@ class CompositeResult:
     weights: dict[str, float]  # member name -> weight on its standardised values
     penalty: float
     segments: dict[str, SegmentStats]
-
-
-@dataclass(frozen=True)
-class ZooPick:
-    """The `top_k` factors of a zoo set with the best signed valid rank IC, best first."""
-
-    set_name: str
-    members: list[Member]
-
-
-@dataclass(frozen=True)
-class Context:
-    """A run's market, label, segments and metric settings."""
-
-    market: MarketData
-    label: np.ndarray
-    segments: Segments
-    min_names: int
-
-    @classmethod
-    def of(cls, config: ExperimentConfig, market: MarketData) -> Context:
-        spec = config.label
-        label = forward_returns(market.field(spec.price), spec.horizon, spec.delay)
-        segments = make_segments(market.dates, config.splits, config.embargo, config.source)
-        return cls(market, label, segments, config.fitness.min_names)
 
 
 @dataclass(frozen=True)
@@ -153,56 +106,6 @@ def mean_signed_rank_ic(members: Sequence[Member], segment: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
-
-
-def members_of(
-    named_formulas: Sequence[tuple[str, str]], context: Context, evaluator: Evaluator | None = None
-) -> list[Member]:
-    """Each formula evaluated, standardised and scored on every segment."""
-    evaluator = evaluator or Evaluator(context.market)
-    return [
-        member_of(name, formula, evaluator.evaluate(formula), context) for name, formula in named_formulas
-    ]
-
-
-def member_of(name: str, formula: str, values: np.ndarray, context: Context) -> Member:
-    """A factor's `values` standardised and scored on every segment (`formula` names it in a composite)."""
-    standardized = combine.standardize(values)
-    series = metrics.rank_ic(standardized, context.label, context.min_names)
-    rank_ic = {
-        segment: float(metrics.ic_stats(series[rows])["mean"])
-        for segment, rows in context.segments.as_dict().items()
-    }
-    return Member(name, formula, standardized, rank_ic)
-
-
-def pick_zoo(set_name: str, top_k: int, context: Context, where: str = "baselines.zoo") -> ZooPick:
-    """The set's `top_k` factors by signed valid rank IC (only the best k are kept in memory)."""
-    best: list[Member] = []
-    for member in zoo_members(set_name, context, where):
-        if math.isfinite(member.signed_rank_ic("valid")):
-            best = sorted([*best, member], key=lambda m: -m.signed_rank_ic("valid"))[:top_k]
-    return ZooPick(set_name, best)
-
-
-def zoo_members(set_name: str, context: Context, where: str) -> Iterator[Member]:
-    """The set's factors one at a time, each evaluated and scored; a factor the market cannot
-    evaluate (e.g. a sector neutralisation on bars without sectors) is left out with a warning.
-    An unknown set is a `ConfigError` that starts with `where` (the option or key naming it)."""
-    from miner.zoo import load_zoo
-
-    try:
-        factors = load_zoo(set_name)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    evaluator = Evaluator(context.market)
-    for factor in factors:
-        try:
-            values = evaluator.evaluate(factor.formula)
-        except FormulaError as exc:
-            log.warning("zoo %s: %s left out: %s", set_name, factor.id, exc)
-            continue
-        yield member_of(factor.id, factor.formula, values, context)
 
 
 def composite_of(method: str, members: Sequence[Member], context: Context) -> CompositeResult | None:

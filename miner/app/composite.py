@@ -19,21 +19,12 @@ from rich import box
 from rich.table import Table
 
 from evaluation import combine, metrics, report
-from miner.app.baselines import (
-    SEGMENTS,
-    CompositeResult,
-    Context,
-    Member,
-    SegmentStats,
-    composite_of,
-    member_of,
-    segment_stats,
-    zoo_members,
-)
+from miner.app.baselines import SEGMENTS, CompositeResult, SegmentStats, composite_of, segment_stats
 from miner.app.experiment import library_panels, market_for
 from miner.app.tracking import log_finished_run, tracking_uri
 from miner.config import ExperimentConfig
 from miner.errors import ConfigError, LibraryError
+from miner.search.members import Context, Member, member_of, zoo_members
 
 COMPOSITE_CATEGORY = "composite"
 STANDARDISATION = "zscore(rank(factor)) per date"

@@ -79,7 +79,13 @@ def mine(config: ExperimentConfig, resume: bool = False, console: Console | None
         with progress, naming_the_config(config):
             result = miner.run(resume=resume)
         console.print("scoring the survivors' composites and the zoo baseline", style="dim")
-        baselines = baseline_report(config, market, [(s.name, s.formula) for s in result.survivors])
+        pick = miner.zoo_pick
+        same_zoo = pick is not None and (pick.set_name, len(pick.members)) == (
+            config.baselines.zoo,
+            config.baselines.top_k,
+        )
+        survivors = [(s.name, s.formula) for s in result.survivors]
+        baselines = baseline_report(config, market, survivors, pick if same_zoo else None)
         if tracker is not None:
             tracker.log_baselines(baselines)
     except KeyboardInterrupt:
@@ -128,4 +134,6 @@ def _describe(stats: GenerationStats) -> str:
         f"gen {stats.generation}: best {stats.best:+.4f}  median {stats.median:+.4f}  "
         f"{stats.candidates_per_s:,.0f} cand/s  cache hits {stats.cache_hit_rate:.0%}  "
         f"new {stats.scored}  memo skips {stats.memo_skipped}  failed {stats.failed}"
+        + (f" (gated {sum(stats.gated.values())})" if stats.gated else "")
+        + (f"  pool {stats.pool_size}, valid IC {stats.pool_valid_rank_ic:+.4f}" if stats.pool_size else "")
     )

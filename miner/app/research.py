@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation import metrics
-from miner.app.baselines import Context, ZooPick, baseline_report
+from miner.app.baselines import baseline_report
 from miner.config import ExperimentConfig
 from miner.lang import Evaluator
 from miner.market import MarketData
 from miner.search.evolution import Miner
+from miner.search.members import Context, ZooPick
 from miner.search.splits import Segments
 
 
@@ -59,7 +60,7 @@ def frozen_run(config: ExperimentConfig, withheld: MarketData, zoo: ZooPick | No
     """Mine `withheld` (a market whose test period `withhold_test` removed) and freeze the survivors,
     composites and zoo pick (`BaselineReport.choices`)."""
     started = time.perf_counter()
-    result = Miner(config, withheld).run()
+    result = Miner(config, withheld, zoo_pick=zoo).run()
     mined = time.perf_counter()
     report = baseline_report(config, withheld, [(s.name, s.formula) for s in result.survivors], zoo)
     return FrozenRun(

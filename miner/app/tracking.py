@@ -238,6 +238,10 @@ class RunTracker:
             "scored": stats.scored,
             "memo_skipped": stats.memo_skipped,
             "failed": stats.failed,
+            "gated": sum(stats.gated.values()),
+            **{f"gated_{gate}": count for gate, count in stats.gated.items()},
+            "pool_size": stats.pool_size,
+            "pool_valid_rank_ic": stats.pool_valid_rank_ic,
         }
         now = _millis()
         batch = [Metric(k, float(v), now, stats.generation) for k, v in values.items() if _finite(v)]
@@ -259,11 +263,20 @@ class RunTracker:
                 self.client.log_artifact(self.run_id, str(path), artifact_path=_artifact_dir(path))
         for survivor in result.survivors:
             self._child_run(survivor)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric("survivors", float(len(result.survivors)), _millis(), 0)],
-            tags=[RunTag("survivors", ",".join(s.name for s in result.survivors) or "none")],
-        )
+        now = _millis()
+        figures = {"survivors": float(len(result.survivors))}
+        tags = [RunTag("survivors", ",".join(s.name for s in result.survivors) or "none")]
+        if result.admission is not None:
+            admission = result.admission
+            figures |= {
+                "scored_formulas": float(admission.scored),
+                "examined_on_valid": float(admission.examined),
+                "admission_tests": float(admission.tests),
+                "admission_hurdle_t": admission.hurdle,
+            }
+            tags.append(RunTag("admission", f"{admission.method}, alpha {admission.alpha}"))
+        metrics = [Metric(k, v, now, 0) for k, v in figures.items() if _finite(v)]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(self.run_id, status="FINISHED")
 
     def fail(self, status: str = "FAILED") -> None:

@@ -8,18 +8,19 @@ damaged one is a one-line error too.
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from miner.errors import ConfigError, MinerError
 
 CHECKPOINT_FILE = "checkpoint.pkl"
-MAGIC = b"factor-miner checkpoint 1\n"
+MAGIC = b"factor-miner checkpoint 2\n"
 _PAYLOAD_KEYS = frozenset(
-    {"islands", "hall", "logbook", "memo", "generation", "random", "fingerprint", "config"}
+    {"islands", "hall", "logbook", "memo", "generation", "pool", "random", "fingerprint", "config"}
 )
 
 
@@ -32,6 +33,16 @@ class RunState:
     logbook: list[Any]
     memo: dict[str, Any]
     generation: int  # the next generation to run
+    pool: PoolState = field(default_factory=lambda: PoolState([], math.nan, 0))
+
+
+@dataclass
+class PoolState:
+    """The factor pool's members in order, and its early-stopping record."""
+
+    members: list[tuple[str, str, float, bool]]  # (name, formula, score, locked)
+    best_valid_rank_ic: float
+    stale_generations: int
 
 
 def require_writable(directory: Path, source: str) -> None:
@@ -56,6 +67,7 @@ def save_checkpoint(directory: Path, state: RunState, fingerprint: str, settings
         "logbook": state.logbook,
         "memo": state.memo,
         "generation": state.generation,
+        "pool": state.pool,
         "random": random.getstate(),
         "fingerprint": fingerprint,
         "config": settings,
@@ -85,7 +97,12 @@ def load_checkpoint(directory: Path | None, fingerprint: str, settings: dict) ->
         raise ConfigError(f"{path}: the checkpoint was made with another config")
     random.setstate(payload["random"])
     return RunState(
-        payload["islands"], payload["hall"], payload["logbook"], payload["memo"], payload["generation"]
+        payload["islands"],
+        payload["hall"],
+        payload["logbook"],
+        payload["memo"],
+        payload["generation"],
+        payload["pool"],
     )
 
 

@@ -16,6 +16,7 @@ import math
 import operator as op
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,15 +24,17 @@ import numpy as np
 from deap import base, gp, tools
 from joblib import Parallel, delayed
 
-from evaluation import forward_returns
+from evaluation.gates import Gates
 from miner.config import ExperimentConfig
-from miner.lang import Node, canonicalize, size, to_string
+from miner.errors import ConfigError
+from miner.lang import Evaluator, Node, canonicalize, size, to_string
 from miner.market import MarketData
-from miner.market.rules import label_mask
-from miner.search.checkpoint import RunState, load_checkpoint, save_checkpoint
+from miner.market.labels import experiment_label
+from miner.search.checkpoint import PoolState, RunState, load_checkpoint, save_checkpoint
 from miner.search.language import (
     build_language,
     cx_one_point,
+    expressible_subtrees,
     gen_grow,
     gen_half_and_half,
     individual_class,
@@ -39,10 +42,12 @@ from miner.search.language import (
     to_formula,
     triviality,
 )
-from miner.search.results import GenerationStats, MiningResult, Survivor
-from miner.search.scoring import Panel, Score, ScoringSpec, failed, score_batch
+from miner.search.members import Context, ZooPick, pick_zoo
+from miner.search.pool import FactorPool
+from miner.search.results import Admission, GenerationStats, MiningResult, Survivor
+from miner.search.scoring import Panel, ResidualLabel, Score, ScoringSpec, failed, score_batch
 from miner.search.splits import make_segments
-from miner.search.survivors import SurvivorSelection
+from miner.search.survivors import SurvivorSelection, hac_lag
 from miner.search.workers import scoring_workers
 
 log = logging.getLogger(__name__)
@@ -62,29 +67,25 @@ class Miner:
         library_factors: dict[str, np.ndarray] | None = None,
         on_generation: Callable[[GenerationStats], None] | None = None,
         checkpoint_dir: Path | None = None,
+        zoo_pick: ZooPick | None = None,
     ) -> None:
         self.config = config
+        self.zoo_pick = zoo_pick  # a pick of `pool.zoo` made on this market and config, to reuse
         self.data = data
         self.library_factors = library_factors or {}
         self.on_generation = on_generation
         self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else config.checkpoint_dir
         self.segments = make_segments(data.dates, config.splits, config.embargo, config.source)
-        self.label = forward_returns(
-            data.field(config.label.price),
-            config.label.horizon,
-            config.label.delay,
-            label_mask(data, config.label.tradable),
-        )
+        self.label = experiment_label(data, config.label)
+        self.context = Context(data, self.label, self.segments, config.fitness.min_names)
         self.language = build_language(config, data)
         self.pareto = config.fitness.objective == "nsga2"
         self.random_search = config.gp.search == "random"
         self.memo: dict[str, Score] = {}
-        self.spec = ScoringSpec(
-            config.fitness.objective,
-            config.fitness.parsimony,
-            config.fitness.min_names,
-            config.parallel.worker_cache_mb << 20,
-        )
+        self.spec = scoring_spec(config, self.segments.train.stop - self.segments.train.start)
+        self.pool = FactorPool(config.pool, self.context) if config.pool.enabled else None
+        self.residual: ResidualLabel | None = None
+        self._driver_evaluator: Evaluator | None = None
         self.toolbox = self._toolbox()
         self._cache_hits = self._cache_misses = 0
 
@@ -121,8 +122,10 @@ class Miner:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _score_population(self, population: list, parallel: Parallel | None, handle) -> tuple[int, int, int]:
-        """Give every individual its fitness; returns (newly scored, memo skips, failures)."""
+    def _score_population(
+        self, population: list, parallel: Parallel | None, handle
+    ) -> tuple[list[str], int, int]:
+        """Give every individual its fitness; returns (the newly scored formulas, memo skips, failures)."""
         formulas = []
         for individual in population:
             node = canonicalize(to_formula(individual, self.language))
@@ -139,9 +142,11 @@ class Miner:
         batches = self._batches(sorted(pending.items()))
         if batches:
             if parallel is None:
-                outputs = [score_batch(handle, batch, self.spec) for batch in batches]
+                outputs = [score_batch(handle, batch, self.spec, self.residual) for batch in batches]
             else:
-                outputs = parallel(delayed(score_batch)(handle, batch, self.spec) for batch in batches)
+                outputs = parallel(
+                    delayed(score_batch)(handle, batch, self.spec, self.residual) for batch in batches
+                )
             for scores, hits, misses in outputs:
                 self._cache_hits += hits
                 self._cache_misses += misses
@@ -152,7 +157,7 @@ class Miner:
             score = self.memo[individual.formula]
             individual.fitness.values = score.fitness
             failures += not score.valid
-        return len(pending), skipped, failures
+        return list(pending), skipped, failures
 
     def _pruned(self, text: str, node: Node, count: int) -> bool:
         """True for a trivial formula, which goes to the memo as failed without being scored."""
@@ -248,10 +253,10 @@ class Miner:
         else:
             random.seed(self.config.seed)
             islands = [
-                self.toolbox.population(n=self.config.gp.population)
-                for _ in range(0 if self.random_search else self.config.gp.islands)
+                self._initial_population() for _ in range(0 if self.random_search else self.config.gp.islands)
             ]
             state = RunState(islands, self._hall_of_fame(), [], self.memo, 0)
+        self._start_pool(state.pool, resume)
         with scoring_workers(self._train_panel(), self.config.parallel) as (parallel, handle):
             for generation in range(state.generation, self.rounds):
                 if self.random_search:
@@ -264,12 +269,113 @@ class Miner:
                 if self.on_generation is not None:
                     self.on_generation(stats)
                 state.generation = generation + 1
+                stop = self._pool_stalled(state.pool)
                 self._save_checkpoint(state)
-        hall_of_fame = [self.memo[ind.formula] for ind in state.hall]
-        survivors, rejected = self.select_survivors(hall_of_fame)
+                if stop:
+                    log.info("stopping: the pool's valid rank IC has not improved for %d generations", stop)
+                    break
+        candidates = [self.memo[ind.formula] for ind in state.hall]
+        in_hall = {score.formula for score in candidates}
+        pooled = [self.memo[e.formula] for e in self.pool.mined] if self.pool else []
+        candidates += [score for score in pooled if score.formula not in in_hall]
+        tested = sum(g.scored for g in state.logbook)
+        survivors, rejected, admission = self.select_survivors(candidates, tested)
         return MiningResult(
-            survivors, hall_of_fame, state.logbook, rejected, self.data.fingerprint, self.segments
+            survivors,
+            [self.memo[ind.formula] for ind in state.hall],
+            state.logbook,
+            rejected,
+            self.data.fingerprint,
+            self.segments,
+            admission,
         )
+
+    # -- the factor pool --------------------------------------------------------------------
+
+    @property
+    def driver_evaluator(self) -> Evaluator:
+        """An evaluator on the whole market in this process (pool offers, survivors)."""
+        if self._driver_evaluator is None:
+            self._driver_evaluator = Evaluator(self.data)
+        return self._driver_evaluator
+
+    def _start_pool(self, saved: PoolState, resume: bool) -> None:
+        """Fill the pool: from the checkpoint when resuming, else with the zoo pick (`pool.zoo`)."""
+        if self.pool is None:
+            return
+        if resume:
+            evaluate = self.driver_evaluator.evaluate
+            self.pool.restore([(*member, evaluate(member[1])) for member in saved.members])
+        elif self.config.pool.zoo is not None:
+            self.pool.lock(self._zoo_pick().members)
+        self._refresh_residual()
+
+    def _zoo_pick(self) -> ZooPick:
+        spec = self.config.pool
+        given = self.zoo_pick
+        if given is not None and given.set_name == spec.zoo and len(given.members) == spec.zoo_top_k:
+            return given
+        assert spec.zoo is not None
+        self.zoo_pick = pick_zoo(spec.zoo, spec.zoo_top_k, self.context, f"{self.config.source}: pool.zoo")
+        return self.zoo_pick
+
+    def _refresh_residual(self) -> None:
+        assert self.pool is not None
+        values = self.pool.residual_label(self.segments.train.stop)
+        if values is None:
+            self.residual = None
+            return
+        values = np.ascontiguousarray(values)
+        values.setflags(write=False)
+        self.residual = ResidualLabel(f"pool-{self.pool.version}", values)
+
+    def _grow_pool(self, formulas: list[str]) -> None:
+        """Offer the best new candidates of the generation to the pool; refit and renew the residual label."""
+        assert self.pool is not None
+        scored = sorted((self.memo[f] for f in formulas if self.memo[f].valid), key=lambda s: -s.fitness[0])
+        for score in scored[: self.config.pool.offers]:
+            values = self.driver_evaluator.evaluate(score.formula)
+            outcome = self.pool.offer(score.formula, score.formula, values, score.fitness[0])
+            log.debug("pool: %s -> %s", score.formula, outcome)
+        if self.pool.refit():
+            self._refresh_residual()
+
+    def _pool_stalled(self, record: PoolState) -> int:
+        """Track the pool's valid rank IC; the patience when it has run out (0: go on)."""
+        if self.pool is None:
+            return 0
+        record.members = self.pool.state()
+        figure = self.pool.valid_rank_ic
+        if math.isfinite(figure) and not figure <= record.best_valid_rank_ic:
+            record.best_valid_rank_ic, record.stale_generations = figure, 0
+        else:
+            record.stale_generations += 1
+        patience = self.config.pool.patience
+        return patience if patience is not None and record.stale_generations >= patience else 0
+
+    def _initial_population(self) -> list:
+        """Random trees; with `gp.seed_zoo`, a `gp.seed_share` of them drawn from the zoo set's
+        formulas and their subtrees that the language can write."""
+        gp_cfg = self.config.gp
+        seeds = self._zoo_seeds()
+        count = min(len(seeds), round(gp_cfg.seed_share * gp_cfg.population))
+        make = individual_class(self.pareto)
+        chosen = [make(expression) for expression in random.sample(seeds, count)]
+        return chosen + self.toolbox.population(n=gp_cfg.population - count)
+
+    def _zoo_seeds(self) -> list[list]:
+        gp_cfg = self.config.gp
+        if gp_cfg.seed_zoo is None:
+            return []
+        from miner.zoo import load_zoo
+
+        try:
+            formulas = [factor.formula for factor in load_zoo(gp_cfg.seed_zoo)]
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config.source}: gp.seed_zoo: {exc}") from None
+        expressions = expressible_subtrees(formulas, self.language, gp_cfg.max_size)
+        deepest = gp_cfg.max_depth - 1
+        return [e for e in expressions if gp.PrimitiveTree(e).height <= deepest]
 
     def _hall_of_fame(self) -> tools.HallOfFame:
         return tools.HallOfFame(self.config.gp.hall_of_fame, similar=same_formula)
@@ -281,11 +387,12 @@ class Miner:
         hits0, misses0 = self._cache_hits, self._cache_misses
         if generation > 0 and not self.random_search:
             islands[:] = [self._next_generation(island) for island in islands]
-        scored = skipped = failures = 0
+        new: list[str] = []
+        skipped = failures = 0
         score_started = time.perf_counter()
         for island in islands:
-            s, k, f = self._score_population(island, parallel, handle)
-            scored, skipped, failures = scored + s, skipped + k, failures + f
+            formulas, k, f = self._score_population(island, parallel, handle)
+            new, skipped, failures = new + formulas, skipped + k, failures + f
         score_seconds = time.perf_counter() - score_started
         if self.pareto:
             islands[:] = [tools.selNSGA2(island, self.config.gp.population) for island in islands]
@@ -293,19 +400,25 @@ class Miner:
             tools.migRing(islands, self.config.gp.migration_size, tools.selBest)
         everyone = [ind for island in islands for ind in island]
         hall.update([ind for ind in everyone if self.memo[ind.formula].valid])
+        if self.pool is not None:
+            self._grow_pool(new)
         primary = np.array([ind.fitness.values[0] for ind in everyone if self.memo[ind.formula].valid])
         hits, misses = self._cache_hits - hits0, self._cache_misses - misses0
+        gated = Counter(gate for f in new if (gate := self.memo[f].gate) is not None)
         return GenerationStats(
             generation=generation,
             best=float(primary.max()) if primary.size else math.nan,
             median=float(np.median(primary)) if primary.size else math.nan,
             unique_share=len({ind.formula for ind in everyone}) / len(everyone),
-            scored=scored,
+            scored=len(new),
             memo_skipped=skipped,
             cache_hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-            candidates_per_s=scored / score_seconds if score_seconds > 0 else 0.0,
+            candidates_per_s=len(new) / score_seconds if score_seconds > 0 else 0.0,
             failed=failures,
             seconds=time.perf_counter() - started,
+            gated=dict(gated),
+            pool_size=len(self.pool.entries) if self.pool else 0,
+            pool_valid_rank_ic=self.pool.valid_rank_ic if self.pool else math.nan,
         )
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -324,7 +437,28 @@ class Miner:
 
     # -- survivors --------------------------------------------------------------------------
 
-    def select_survivors(self, candidates: list[Score]) -> tuple[list[Survivor], dict[str, str]]:
-        """Admit hall-of-fame members on the valid segment; test metrics are only reported."""
-        selection = SurvivorSelection(self.config, self.data, self.label, self.segments, self.library_factors)
-        return selection.select(candidates)
+    def select_survivors(
+        self, candidates: list[Score], tested: int
+    ) -> tuple[list[Survivor], dict[str, str], Admission]:
+        """Admit candidates on the valid segment against a hurdle for the `tested` formulas; test
+        metrics are only reported."""
+        locked = [(e.name, e.standardized) for e in self.pool.entries if e.locked] if self.pool else []
+        selection = SurvivorSelection(
+            self.config, self.data, self.label, self.segments, self.library_factors, locked
+        )
+        return selection.select(candidates, tested)
+
+
+def scoring_spec(config: ExperimentConfig, train_dates: int) -> ScoringSpec:
+    """How the run scores candidates on train (the HAC lag covers the label's overlap)."""
+    fitness, gates = config.fitness, config.fitness.gates
+    return ScoringSpec(
+        objective=fitness.objective,
+        parsimony=fitness.parsimony,
+        min_names=fitness.min_names,
+        cache_bytes=config.parallel.worker_cache_mb << 20,
+        gates=Gates(gates.min_coverage, gates.min_distinct, gates.min_dated_share) if gates.enabled else None,
+        hac_lag=hac_lag(train_dates, config.label.horizon),
+        blocks=fitness.blocks,
+        beta=fitness.beta,
+    )

@@ -15,7 +15,7 @@ from deap import base, creator, gp
 
 from miner.config import ExperimentConfig
 from miner.errors import ConfigError, FormulaError
-from miner.lang import Call, Evaluator, Name, Node, Num, canonicalize, parse, walk
+from miner.lang import Call, Evaluator, Name, Node, Num, canonicalize, parse, to_string, walk
 from miner.lang.parser import MAX_WINDOW
 from miner.market import MarketData
 from operators import REGISTRY, Arg, Kind, Operator, operators_by_family
@@ -228,6 +228,56 @@ def to_formula(individual: gp.PrimitiveTree, language: Language) -> Node:
         return Call(spec.name, tuple(args)), j
 
     return build(0)[0]
+
+
+def to_tree(node: Node, language: Language) -> list | None:
+    """The DEAP expression (prefix list of primitives and terminals) of a formula tree, or None when
+    the language cannot write it (an operator, field, window or constant it does not have)."""
+    pset = language.pset
+    by_node = {
+        (gp_type, term_node): term
+        for gp_type, terms in pset.terminals.items()
+        for term in terms
+        if (term_node := language.terminals.get(term.name)) is not None
+    }
+    primitives = {p.name: p for p in pset.primitives[SeriesT]}
+
+    def build(item: Node, gp_type: type) -> list | None:
+        terminal = by_node.get((gp_type, item))
+        if terminal is not None:
+            return [terminal]
+        if not isinstance(item, Call) or gp_type is not SeriesT or item.op not in primitives:
+            return None
+        spec = REGISTRY[item.op]
+        out: list = [primitives[item.op]]
+        for arg, value in zip(spec.args, item.args):
+            if not is_gp_argument(arg):
+                if value != Num(float(arg.default)):  # type: ignore[arg-type]
+                    return None
+                continue
+            part = build(value, _GP_TYPES[arg.kind])
+            if part is None:
+                return None
+            out += part
+        return out
+
+    return build(node, SeriesT)
+
+
+def expressible_subtrees(formulas: list[str], language: Language, max_size: int) -> list[list]:
+    """DEAP expressions of the formulas and of their operator subtrees that the language can write,
+    no larger than `max_size` nodes, each canonical formula once, in a stable order."""
+    seen: set[str] = set()
+    out: list[list] = []
+    for text in formulas:
+        for node in walk(canonicalize(parse(text))):
+            if not isinstance(node, Call) or (key := to_string(node)) in seen:
+                continue
+            seen.add(key)
+            expression = to_tree(node, language)
+            if expression is not None and 1 < len(expression) <= max_size:
+                out.append(expression)
+    return out
 
 
 def same_formula(a: gp.PrimitiveTree, b: gp.PrimitiveTree) -> bool:

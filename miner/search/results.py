@@ -21,6 +21,9 @@ class GenerationStats:
     candidates_per_s: float
     failed: int
     seconds: float
+    gated: dict[str, int] = field(default_factory=dict)  # new candidates failing each degeneracy gate
+    pool_size: int = 0
+    pool_valid_rank_ic: float = math.nan
 
 
 @dataclass
@@ -44,6 +47,18 @@ class Survivor:
     half_life: float = math.nan
 
 
+@dataclass(frozen=True)
+class Admission:
+    """How survivors were admitted: the hurdle on valid t-statistics for the formulas tested."""
+
+    scored: int  # distinct formulas scored in the run
+    examined: int  # candidates examined on valid (hall of fame and pool)
+    tests: int  # the hypotheses the hurdle controls for (`survivors.tests`)
+    method: str
+    alpha: float
+    hurdle: float  # the t the best candidate had to reach
+
+
 @dataclass
 class MiningResult:
     survivors: list[Survivor]
@@ -52,3 +67,4 @@ class MiningResult:
     rejected: dict[str, str]
     data_fingerprint: str
     segments: Segments
+    admission: Admission | None = None

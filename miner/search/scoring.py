@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation import metrics
-from evaluation.fitness import WORST_FITNESS, fitness_from_stats
+from evaluation.fitness import WORST_FITNESS, Objective
+from evaluation.gates import Gates, gate_failure
 from miner.errors import MinerError
 from miner.lang import Evaluator
 from miner.search.panels import Float64Fields, MemmapPanel, Panel, PanelHandle
@@ -35,10 +36,31 @@ MIN_SCORED_DATES = 20
 
 @dataclass(frozen=True)
 class ScoringSpec:
+    """How a candidate is scored on train: the objective (`evaluation.fitness.Objective` kinds or
+    ``nsga2``) and its settings, and the degeneracy gates it must pass first (None: none)."""
+
     objective: str = "icir"
     parsimony: float = 0.002
     min_names: int = 10
     cache_bytes: int = 512 << 20
+    gates: Gates | None = None
+    hac_lag: int = 0
+    blocks: int = 4
+    beta: float = 1.0
+
+    def train_objective(self) -> Objective:
+        """The scalar objective (NSGA-II ranks |rank IC| like ``icir`` does on its first axis)."""
+        kind = "icir" if self.objective == "nsga2" else self.objective
+        return Objective(kind, self.hac_lag, self.blocks, self.beta)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ResidualLabel:
+    """The train label with the factor pool's fit taken out, under a key naming the pool's version:
+    workers rank it once per version."""
+
+    key: str
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -53,15 +75,16 @@ class Score:
     turnover: float = math.nan
     coverage: float = math.nan
     reason: str | None = None  # why it got the worst fitness, when it did
+    gate: str | None = None  # the degeneracy gate it failed ("coverage", "distinct", "dated")
 
     @property
     def valid(self) -> bool:
         return self.reason is None
 
 
-def failed(formula: str, size: int, objective: str, reason: str) -> Score:
+def failed(formula: str, size: int, objective: str, reason: str, gate: str | None = None) -> Score:
     fitness = WORST_MULTI if objective == "nsga2" else (WORST_FITNESS,)
-    return Score(formula, size, fitness, reason=reason)
+    return Score(formula, size, fitness, reason=reason, gate=gate)
 
 
 @dataclass
@@ -70,6 +93,15 @@ class _WorkerState:
     evaluator: Evaluator
     prepared: metrics.LabelRanks
     universe: np.ndarray  # (T, N) bool: where the label is valid
+    residual: tuple[str, metrics.LabelRanks] | None = None  # the last residual label, ranked
+
+    def label_for(self, residual: ResidualLabel | None) -> metrics.LabelRanks:
+        """The ranked label candidates are scored against: the train label's, or the residual's."""
+        if residual is None:
+            return self.prepared
+        if self.residual is None or self.residual[0] != residual.key:
+            self.residual = (residual.key, metrics.prepare_label(residual.values, rows=self.panel.rows))
+        return self.residual[1]
 
 
 _WORKERS: dict[str, _WorkerState] = {}
@@ -173,17 +205,24 @@ def forget_panels() -> None:
 
 
 def score_batch(
-    handle: PanelHandle, batch: list[tuple[str, int]], spec: ScoringSpec
+    handle: PanelHandle,
+    batch: list[tuple[str, int]],
+    spec: ScoringSpec,
+    residual: ResidualLabel | None = None,
 ) -> tuple[list[Score], int, int]:
-    """Score `(canonical formula, size)` pairs; returns the scores and this batch's cache hits/misses."""
+    """Score `(canonical formula, size)` pairs against the train label (or the pool's residual
+    label); returns the scores and this batch's cache hits/misses."""
     state = _state(handle, spec)
     cache = state.evaluator.cache
     hits, misses = cache.hits, cache.misses
-    scores = [score_one(state, formula, size, spec) for formula, size in batch]
+    label = state.label_for(residual)
+    scores = [score_one(state, formula, size, spec, label) for formula, size in batch]
     return scores, cache.hits - hits, cache.misses - misses
 
 
-def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -> Score:
+def score_one(
+    state: _WorkerState, formula: str, size: int, spec: ScoringSpec, label: metrics.LabelRanks | None = None
+) -> Score:
     """Train metrics and fitness of one candidate; any failure becomes the worst fitness."""
     rows = state.panel.rows
     try:
@@ -193,7 +232,12 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
     coverage = metrics.coverage(values, universe=state.universe, rows=rows)
     if not coverage > 0.0:
         return failed(formula, size, spec.objective, "all NaN where the train label is valid")
-    series = metrics.rank_ic_fast(values, state.prepared, min_names=spec.min_names)[rows]
+    if spec.gates is not None:
+        reason = gate_failure(values, state.universe, rows, spec.gates, spec.min_names)
+        if reason is not None:
+            return failed(formula, size, spec.objective, f"gate: {reason}", gate=reason.split()[0])
+    ranked = state.prepared if label is None else label
+    series = metrics.rank_ic_fast(values, ranked, min_names=spec.min_names)[rows]
     stats = metrics.ic_stats(series)
     if stats["n"] < MIN_SCORED_DATES or not math.isfinite(stats["icir"]):
         return failed(formula, size, spec.objective, f"rank IC defined on only {stats['n']} train dates")
@@ -203,5 +247,5 @@ def score_one(state: _WorkerState, formula: str, size: int, spec: ScoringSpec) -
         fitness = (abs(stats["mean"]), turnover if math.isfinite(turnover) else 1.0, float(size))
     else:  # turnover is an objective only for NSGA-II; survivors get it on every segment later
         turnover = math.nan
-        fitness = (fitness_from_stats(stats, size, spec.parsimony, MIN_SCORED_DATES),)
+        fitness = (spec.train_objective().fitness(series, size, spec.parsimony, MIN_SCORED_DATES),)
     return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)

@@ -1,28 +1,49 @@
-"""Honest admission: hall-of-fame candidates are admitted on the valid segment only; test metrics are
-computed for the survivors and reported, never used."""
+"""Honest admission: candidates (the hall of fame and the pool's mined factors) are admitted on the
+valid segment only, against a hurdle that controls for how many formulas the run tested; test
+metrics are computed for the survivors and reported, never used."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation import forward_returns, metrics
-from evaluation.fitness import SurvivorThresholds, admit
+from evaluation import combine, forward_returns, metrics
+from evaluation.fitness import SurvivorThresholds, admit, hac_tstat
 from evaluation.labels import DEFAULT_HORIZONS
+from evaluation.multiple_testing import first_hurdle, significant
 from miner.config import ExperimentConfig, SurvivorSpec
 from miner.lang import Evaluator, lookback
 from miner.market import MarketData
-from miner.search.results import SegmentMetrics, Survivor
+from miner.search.results import Admission, SegmentMetrics, Survivor
 from miner.search.scoring import Score
 from miner.search.splits import Segments
 
 
+def hac_lag(dates: int, horizon: int) -> int:
+    """Newey-West lag for a per-date IC series: the overlap of `horizon`-day labels, and at least
+    the usual rule floor(4 (dates / 100) ** (2/9)) for the series' own autocorrelation."""
+    return max(horizon - 1, math.floor(4 * (max(dates, 1) / 100) ** (2 / 9)))
+
+
+@dataclass
+class Examined:
+    """A candidate evaluated on every segment, with its valid t-statistic in its train direction."""
+
+    score: Score
+    values: np.ndarray
+    segments: dict[str, SegmentMetrics]
+    valid_t: float
+
+
 class SurvivorSelection:
-    """Admits candidates in order of train fitness: valid rank IC in the train direction, turnover,
-    coverage, and |correlation| below the cap with every survivor admitted before and every
-    library factor."""
+    """Admits candidates on valid: a t-statistic hurdle that grows with the number of formulas the
+    run tested (`survivors.hurdle`), the thresholds, |correlation| below the cap with every survivor
+    admitted before, every library factor and every locked pool factor (the zoo pick), and with
+    `require_gain` a better valid rank IC of the ridge combination of those factors. Candidates are
+    taken in order of train |ICIR|; test metrics are computed for survivors and only reported."""
 
     def __init__(
         self,
@@ -31,45 +52,110 @@ class SurvivorSelection:
         label: np.ndarray,
         segments: Segments,
         library_factors: Mapping[str, np.ndarray],
+        locked: Sequence[tuple[str, np.ndarray]] = (),
     ) -> None:
         self.config = config
         self.data = data
         self.label = label
         self.segments = segments
         self.library_factors = library_factors
+        self.locked = locked  # (name, standardised values) of factors the survivors must add to
 
-    def select(self, candidates: list[Score]) -> tuple[list[Survivor], dict[str, str]]:
-        """The survivors and, per rejected formula, why it was not admitted."""
+    def select(
+        self, candidates: list[Score], tested: int
+    ) -> tuple[list[Survivor], dict[str, str], Admission]:
+        """The survivors, per rejected formula why it was not admitted, and the hurdle applied."""
         rules = self.config.survivors
-        evaluator = Evaluator(self.data)
+        examined = self._examine(candidates)
+        tests = max(tested if rules.tests == "scored" else 0, len(examined), 1)
+        method = rules.hurdle
+        if method == "none":
+            passed = np.ones(len(examined), dtype=bool)
+            hurdle = -math.inf
+        else:
+            passed = significant([e.valid_t for e in examined], method, rules.alpha, tests, rules.t_min)
+            hurdle = first_hurdle(method, rules.alpha, tests, rules.t_min)
         admitted: list[tuple[Survivor, np.ndarray]] = []
         rejected: dict[str, str] = {}
+        decay_labels = self._decay_labels()
+        gain_base = self._combined_valid_ic([]) if rules.require_gain else math.nan
+        order = sorted(
+            range(len(examined)), key=lambda i: -abs(np.nan_to_num(examined[i].segments["train"].icir))
+        )
+        for i in order:
+            if len(admitted) >= rules.max_survivors:
+                break
+            candidate = examined[i]
+            reason = admission_failure(candidate.segments["train"], candidate.segments["valid"], rules)
+            if reason is None and not passed[i]:
+                reason = (
+                    f"valid t {candidate.valid_t:.2f} does not clear the {method} hurdle for {tests} "
+                    f"tested formulas (first step t >= {hurdle:.2f})"
+                )
+            if reason is None:
+                reason = self._too_correlated(candidate.values, admitted, rules.max_correlation)
+            if reason is None and rules.require_gain:
+                with_it = self._combined_valid_ic([*(v for _, v in admitted), candidate.values])
+                if not with_it > gain_base:
+                    reason = (
+                        f"the combination's valid rank IC {with_it:.4f} does not improve on {gain_base:.4f}"
+                    )
+                else:
+                    gain_base = with_it
+            if reason is not None:
+                rejected[candidate.score.formula] = reason
+                continue
+            score = candidate.score
+            name = f"{self.config.name}_{len(admitted) + 1:03d}"
+            survivor = Survivor(
+                name, score.formula, score.size, lookback(score.formula), score.fitness[0], candidate.segments
+            )
+            self._add_decay(survivor, candidate.values, decay_labels)
+            admitted.append((survivor, candidate.values))
+        admission = Admission(tested, len(examined), tests, method, rules.alpha, hurdle)
+        return [s for s, _ in admitted], rejected, admission
+
+    def _examine(self, candidates: list[Score]) -> list[Examined]:
+        evaluator = Evaluator(self.data)
         ranked_labels = {
             name: metrics.prepare_label(self.label, rows=rows)
             for name, rows in self.segments.as_dict().items()
         }
-        decay_labels = self._decay_labels()
-        for score in sorted(candidates, key=lambda s: -s.fitness[0]):
-            if len(admitted) >= rules.max_survivors:
-                break
+        valid = self.segments.valid
+        lag = hac_lag(valid.stop - valid.start, self.config.label.horizon)
+        min_names = self.config.fitness.min_names
+        out: list[Examined] = []
+        seen: set[str] = set()
+        for score in candidates:
+            if score.formula in seen:
+                continue
+            seen.add(score.formula)
             values = evaluator.evaluate(score.formula)
             seg = {
                 name: self._segment_metrics(values, rows, ranked_labels[name])
                 for name, rows in self.segments.as_dict().items()
             }
-            reason = admission_failure(seg["train"], seg["valid"], rules)
-            if reason is None:
-                reason = self._too_correlated(values, admitted, rules.max_correlation)
-            if reason is not None:
-                rejected[score.formula] = reason
-                continue
-            name = f"{self.config.name}_{len(admitted) + 1:03d}"
-            survivor = Survivor(
-                name, score.formula, score.size, lookback(score.formula), score.fitness[0], seg
+            sign = (
+                math.copysign(1.0, seg["train"].rank_ic) if math.isfinite(seg["train"].rank_ic) else math.nan
             )
-            self._add_decay(survivor, values, decay_labels)
-            admitted.append((survivor, values))
-        return [s for s, _ in admitted], rejected
+            series = metrics.rank_ic_fast(values, ranked_labels["valid"], min_names=min_names)[valid]
+            out.append(Examined(score, values, seg, sign * hac_tstat(series, lag)))
+        return out
+
+    def _combined_valid_ic(self, mined: Sequence[np.ndarray]) -> float:
+        """Valid rank IC of the ridge combination of the locked factors and `mined` (0 for none)."""
+        members = [v for _, v in self.locked] + [combine.standardize(v) for v in mined]
+        if not members:
+            return 0.0
+        segments = self.segments
+        min_names = self.config.fitness.min_names
+        try:
+            fitted = combine.fit("ridge", members, self.label, segments.train, segments.valid, min_names)
+        except ValueError:
+            return math.nan
+        values = combine.composite(members, fitted.weights)
+        series = metrics.rank_ic(values[segments.valid], self.label[segments.valid], min_names)
+        return float(metrics.ic_stats(series)["mean"])
 
     def _segment_metrics(
         self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks
@@ -79,7 +165,7 @@ class SurvivorSelection:
     def _too_correlated(
         self, values: np.ndarray, admitted: list[tuple[Survivor, np.ndarray]], limit: float
     ) -> str | None:
-        others = [(s.name, v) for s, v in admitted] + list(self.library_factors.items())
+        others = [(s.name, v) for s, v in admitted] + list(self.library_factors.items()) + list(self.locked)
         for name, other in others:
             rho = metrics.factor_correlation(values, other, rows=self.segments.valid)
             if math.isfinite(rho) and abs(rho) >= limit:

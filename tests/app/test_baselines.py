@@ -13,10 +13,11 @@ import pytest
 
 from evaluation import metrics
 from miner import evaluate
-from miner.app.baselines import Context, baseline_report, pick_zoo, zoo_members
+from miner.app.baselines import baseline_report
 from miner.app.experiment import market_for
 from miner.errors import ConfigError
 from miner.search.evolution import Miner
+from miner.search.members import Context, pick_zoo, zoo_members
 from miner.zoo import load_zoo
 from tests.search.test_evolution import small
 

@@ -8,10 +8,10 @@ import dataclasses
 
 import numpy as np
 
-from miner.app.baselines import Context
 from miner.app.experiment import market_for
 from miner.app.research import frozen_run, score_choices, withhold_test
 from miner.market import MarketData
+from miner.search.members import Context
 from tests.search.test_evolution import small
 
 
