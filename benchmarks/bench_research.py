@@ -57,6 +57,7 @@ TUNING_SPLITS = {  # --tune: the real test years are cut off; 2014-2015 (the rea
     "test": {"start": "2014-01-02", "end": "2015-12-31"},
 }
 
+POOL_ON_ZOO = {"enabled": True, "zoo": "alpha158"}
 VARIANTS: dict[str, dict] = {
     "before": {  # the search as issue 15 found it: no gates, no hurdle, no pool
         "fitness": {"gates": {"enabled": False}},
@@ -64,18 +65,32 @@ VARIANTS: dict[str, dict] = {
     },
     "gates_holm": {},  # the degeneracy gates and the Holm hurdle (both on by default)
     "pool": {"pool": {"enabled": True}, "survivors": {"require_gain": True}},
-    "pool_zoo": {
-        "pool": {"enabled": True, "zoo": "alpha158"},
-        "survivors": {"require_gain": True},
-    },
+    "pool_zoo": {"pool": POOL_ON_ZOO, "survivors": {"require_gain": True}},
     "pool_zoo_tstat": {
-        "pool": {"enabled": True, "zoo": "alpha158"},
+        "pool": POOL_ON_ZOO,
         "survivors": {"require_gain": True},
         "fitness": {"objective": "tstat"},
     },
     "pool_zoo_corr05": {
-        "pool": {"enabled": True, "zoo": "alpha158", "max_correlation": 0.5},
+        "pool": {**POOL_ON_ZOO, "max_correlation": 0.5},
         "survivors": {"require_gain": True, "max_correlation": 0.5},
+    },
+    # the hurdle alone decides significance: no separate minimum |rank IC|
+    "ic0_holm": {"survivors": {"min_abs_rank_ic": 0.0}},
+    "ic0_bh": {"survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh"}},
+    "ic0_bh_tstat": {
+        "survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh"},
+        "fitness": {"objective": "tstat"},
+    },
+    "ic0_bh_corr05": {"survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh", "max_correlation": 0.5}},
+    "pool_ic0_bh": {
+        "pool": {"enabled": True},
+        "survivors": {"require_gain": True, "min_abs_rank_ic": 0.0, "hurdle": "bh"},
+    },
+    "pool_zoo_ic0_holm": {"pool": POOL_ON_ZOO, "survivors": {"require_gain": True, "min_abs_rank_ic": 0.0}},
+    "pool_zoo_ic0_bh": {
+        "pool": POOL_ON_ZOO,
+        "survivors": {"require_gain": True, "min_abs_rank_ic": 0.0, "hurdle": "bh"},
     },
 }
 """Config changes compared by `--tune` (on top of `experiments/daily_us.yaml`)."""

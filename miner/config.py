@@ -233,12 +233,12 @@ class SurvivorSpec(Strict):
     correlation cap with every survivor and library factor, and with `require_gain` an improvement
     of the pool's combined valid rank IC."""
 
-    min_abs_rank_ic: float = Field(0.01, ge=0)
+    min_abs_rank_ic: float = Field(0.0, ge=0)
     max_turnover: float = Field(1.0, ge=0)
     min_coverage: float = Field(0.5, ge=0, le=1)
-    max_correlation: float = Field(0.7, gt=0, le=1)
+    max_correlation: float = Field(0.5, gt=0, le=1)
     max_survivors: int = Field(10, ge=1)
-    hurdle: Literal["holm", "bh", "fixed", "none"] = "holm"
+    hurdle: Literal["holm", "bh", "fixed", "none"] = "bh"
     tests: Literal["examined", "scored"] = "examined"
     alpha: float = Field(0.05, gt=0, lt=1)
     t_min: float = Field(3.0, ge=0)

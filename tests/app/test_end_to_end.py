@@ -63,6 +63,11 @@ def test_the_parent_run_has_params_tags_and_metrics_per_generation(mined: dict) 
     for name in ("best_fitness", "median_fitness", "unique_share", "cache_hit_rate", "candidates_per_s"):
         history = client.get_metric_history(parent.info.run_id, name)
         assert sorted(m.step for m in history) == list(range(12)), name
+    gated = client.get_metric_history(parent.info.run_id, "gated")
+    assert len(gated) == 12 and sum(m.value for m in gated) > 0  # degenerate candidates, counted
+    figures = parent.data.metrics
+    assert figures["examined_on_valid"] <= figures["admission_tests"] <= figures["scored_formulas"]
+    assert figures["admission_hurdle_t"] > 2 and parent.data.tags["admission"].startswith("bh")
 
 
 def test_artifacts_and_one_child_run_per_survivor(mined: dict, tmp_path: Path) -> None:
