@@ -8,7 +8,10 @@ evaluator per formula. Values are compared by a hash of their bytes (equal bytes
 the same NaN positions and the same NaN bits); for the formulas that differ, the differing cells
 are counted by value (NaN positions equal) and by bits.
 
-    python benchmarks/check_bits.py --against REV [--data FILE]
+    python benchmarks/check_bits.py --against REV [--data FILE] [--names 1501]
+
+The default panel (319 names) is below the size where the evaluator runs elementwise chains;
+`--names 1501` (3.6 M cells) checks the chains too.
 
 Exits non-zero when any formula differs.
 """
@@ -96,14 +99,14 @@ def digest(values: np.ndarray) -> str:
     ).hexdigest()
 
 
-def dump(data: Path, formulas: list[str], arrays: Path | None) -> dict[str, str]:
+def dump(data: Path, names: int, formulas: list[str], arrays: Path | None) -> dict[str, str]:
     """Each formula's digest (or its error) with the code importable here; arrays saved on request."""
     import miner
     from miner import evaluate
     from miner.errors import MinerError
     from miner.market import MarketData
 
-    market = MarketData.from_frame(heldout_frame(data), source=str(data))
+    market = MarketData.from_frame(heldout_frame(data, names=names), source=str(data))
     found = {SOURCE_KEY: str(Path(miner.__file__).resolve().parents[1])}
     for i, formula in enumerate(formulas):
         try:
@@ -128,12 +131,13 @@ def reference_tree(revision: str) -> Path:
     return tree
 
 
-def run_dump(tree: Path, data: Path, formulas: list[str], arrays: Path | None) -> dict[str, str]:
+def run_dump(tree: Path, data: Path, names: int, formulas: list[str], arrays: Path | None) -> dict[str, str]:
     """`dump` in a subprocess that imports the packages of `tree`."""
     with tempfile.TemporaryDirectory() as scratch:
         listing, result = Path(scratch) / "formulas.json", Path(scratch) / "result.json"
         listing.write_text(json.dumps(formulas))
         command = [sys.executable, __file__, "--dump", str(listing), str(result), "--data", str(data)]
+        command += ["--names", str(names)]
         if arrays is not None:
             command += ["--arrays", str(arrays)]
         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -157,18 +161,26 @@ def main() -> None:
     )
     parser.add_argument("--against", default="main", help="git revision to compare with")
     parser.add_argument("--data", type=Path, default=STOOQ_DAILY)
+    parser.add_argument(
+        "--names",
+        type=int,
+        default=319,
+        help="instruments in the panel (1501: all, a panel that takes chains)",
+    )
     parser.add_argument("--dump", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--arrays", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dump:
         listing, result = args.dump
-        result.write_text(json.dumps(dump(args.data, json.loads(listing.read_text()), args.arrays)))
+        result.write_text(
+            json.dumps(dump(args.data, args.names, json.loads(listing.read_text()), args.arrays))
+        )
         return
 
     formulas = all_formulas()
     reference = reference_tree(args.against)
-    ours = run_dump(ROOT, args.data, formulas, None)
-    theirs = run_dump(reference, args.data, formulas, None)
+    ours = run_dump(ROOT, args.data, args.names, formulas, None)
+    theirs = run_dump(reference, args.data, args.names, formulas, None)
     differ = [f for f in formulas if ours[f] != theirs[f]]
     errors = sum(value.startswith("error") for value in ours.values())
     print(
@@ -176,8 +188,8 @@ def main() -> None:
     )
     if differ:
         with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
-            run_dump(ROOT, args.data, differ, Path(ours_dir))
-            run_dump(reference, args.data, differ, Path(theirs_dir))
+            run_dump(ROOT, args.data, args.names, differ, Path(ours_dir))
+            run_dump(reference, args.data, args.names, differ, Path(theirs_dir))
             for i, formula in enumerate(differ):
                 mine, other = Path(ours_dir) / f"{i}.npy", Path(theirs_dir) / f"{i}.npy"
                 if mine.exists() and other.exists():
