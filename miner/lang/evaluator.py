@@ -278,8 +278,8 @@ def _released(result: np.ndarray, data: MarketData) -> np.ndarray:
     its memory: it is a kernel's fresh output (the evaluator is gone), not a field of `data`."""
     if any(np.may_share_memory(result, field) for field in data.fields.values()):
         return np.array(result)
-    base = result if result.base is None else result.base
-    if not isinstance(base, np.ndarray) or not base.flags.writeable:
+    try:
+        result.setflags(write=True)  # numpy refuses where the memory is not the array's to write
+    except ValueError:
         return np.array(result)
-    result.setflags(write=True)
     return result

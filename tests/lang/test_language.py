@@ -316,9 +316,10 @@ def test_elementwise_chains_match_numpy(formula: str, monkeypatch: pytest.Monkey
 
 def test_evaluate_hands_over_its_own_result_and_copies_fields() -> None:
     data = small_market()
-    out = evaluate("close - open", data)
-    assert out.flags.writeable and not np.may_share_memory(out, data.fields["close"])
-    out[:] = 0.0
+    for formula in ("close - open", "delay(close, 1)", "rank(close)"):
+        out = evaluate(formula, data)
+        assert out.flags.writeable and not np.may_share_memory(out, data.fields["close"])
+        out[:] = 0.0
     field = evaluate("close", data)
     assert field.flags.writeable and not np.may_share_memory(field, data.fields["close"])
     evaluator = Evaluator(data)
