@@ -340,6 +340,50 @@ def heldout_operators(
     ]
 
 
+CHAIN_FORMULA = "(close - open) / (high - low + 0.001)"
+CHAIN_SIZES = ((2425, 319), (2425, 825), (2425, 1650), (2500, 3000))
+
+
+def random_market(rows: int, cols: int) -> MarketData:
+    """Random positive OHLC panels with 5% NaN (chains need no realistic values, only sizes)."""
+    rng = np.random.default_rng(0)
+    fields = {}
+    for name in ("open", "high", "low", "close"):
+        values = rng.random((rows, cols)) + 1.0
+        values[rng.random((rows, cols)) < 0.05] = np.nan
+        values.setflags(write=False)
+        fields[name] = values
+    dates = np.arange(rows).astype("datetime64[D]")
+    return MarketData(dates, np.array([f"S{i:05d}" for i in range(cols)], dtype=object), fields)
+
+
+def chain_table(repeats: int) -> None:
+    """`CHAIN_FORMULA` with chains (as the evaluator chooses), without (a threshold above every
+    panel), and in numpy, at panel sizes below and above `CHAIN_FROM_CELLS`."""
+    import miner.lang.evaluator as evaluator_module
+
+    chosen = evaluator_module.CHAIN_FROM_CELLS
+    print(f"\n`{CHAIN_FORMULA}`, chains from {chosen:,} cells:\n")
+    print("| panel | cells | chain (ms) | step by step (ms) | numpy (ms) | chain vs steps | chain vs numpy |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for rows, cols in CHAIN_SIZES:
+        market = random_market(rows, cols)
+        o, h, l, c = (market.fields[k] for k in ("open", "high", "low", "close"))
+        times = {"chain": float("inf"), "steps": float("inf"), "numpy": float("inf")}
+        for _ in range(repeats):
+            for label, threshold in (("chain", 0), ("steps", 1 << 62)):
+                evaluator_module.CHAIN_FROM_CELLS = threshold
+                times[label] = min(times[label], timed(lambda m=market: evaluate(CHAIN_FORMULA, m))[0])
+            plain = timed(lambda c=c, o=o, h=h, l=l: (c - o) / (h - l + 0.001))[0]
+            times["numpy"] = min(times["numpy"], plain)
+        evaluator_module.CHAIN_FROM_CELLS = chosen
+        print(
+            f"| {rows} x {cols} | {rows * cols:,} | {times['chain'] * 1e3:.2f} | {times['steps'] * 1e3:.2f} | "
+            f"{times['numpy'] * 1e3:.2f} | {times['steps'] / times['chain']:.2f}x | "
+            f"{times['numpy'] / times['chain']:.2f}x |"
+        )
+
+
 def heldout_main(args: argparse.Namespace, data: Path) -> None:
     market, wide = load_heldout(data)
     formulas = read_formulas(args.suite)
@@ -380,6 +424,8 @@ def heldout_main(args: argparse.Namespace, data: Path) -> None:
             f"| {name} | `{formula}` | {ours * 1e3:.2f} | {reference} | {theirs * 1e3:.2f} | "
             f"{theirs / ours:.2f}x | {bound * 1e3:.2f} | {ours / bound:.1f}x |"
         )
+    if args.chains:
+        chain_table(args.repeats)
 
 
 def main() -> None:
@@ -391,6 +437,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--suite", type=Path, help="held-out mode: formulas from this file (one per line)")
+    parser.add_argument(
+        "--chains", action="store_true", help="held-out mode: also time elementwise chains by size"
+    )
     args = parser.parse_args()
     if args.suite is not None:
         heldout_main(args, args.data or STOOQ_DAILY)

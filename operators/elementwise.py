@@ -28,7 +28,7 @@ DIV_EPSILON = 1e-12
 
 FAMILY = "elementwise"
 
-POWER_CHUNK = 1 << 15
+POWER_CHUNK = 1 << 17
 """`power` of a panel by a number runs numpy's `**` and the checks over blocks of this many cells,
 so that the powers stay in cache between the two passes."""
 
