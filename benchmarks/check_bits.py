@@ -127,6 +127,7 @@ def reference_tree(revision: str) -> Path:
     ).stdout.strip()
     tree = Path(tempfile.gettempdir()) / f"check_bits_{sha[:12]}"
     if not tree.exists():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)  # a removed temp dir's entry
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=ROOT, check=True)
     return tree
 
