@@ -130,26 +130,38 @@ def _rank_bucket(row_keys, first, end, index_bits, x_row, out_row, values, colum
 
 @njit(cache=True, nogil=True)
 def _ranks_from_sorted_keys(x, keys, counts, index_bits):
-    """Average-tie percentile ranks, walking each date's sorted keys one bucket at a time.
+    """Average-tie percentile ranks from each date's sorted (bucket, column) keys.
 
-    Each rank is first stored doubled (an integer) and divided by twice the count at the end.
+    One pass with no branches on the data ranks every key by its position and lists the keys that
+    share their bucket with the key before; then each run of such keys, a bucket of several keys,
+    is ranked on its values (`_rank_bucket`: equal values share a bucket, and so can close unequal
+    ones). Each rank is first stored doubled (an integer) and divided by twice the count at the end.
     """
     rows, cols = x.shape
     out = np.empty((rows, cols))
     column_mask = (np.uint64(1) << index_bits) - np.uint64(1)
     values = np.empty(cols)
     columns = np.empty(cols, dtype=np.int64)
+    sharing = np.empty(cols + 1, dtype=np.int64)
     for t in range(rows):
         row_keys, out_row = keys[t], out[t]
         count = counts[t]
-        first = 0
-        while first < count:
-            end = prefix_run_end(row_keys, first, count, index_bits)
-            if end - first == 1:
-                out_row[row_keys[first] & column_mask] = 2.0 * first + 2.0
-            else:
-                _rank_bucket(row_keys, first, end, index_bits, x[t], out_row, values, columns)
-            first = end
+        listed = 0
+        before = ~(row_keys[0] >> index_bits) if count > 0 else 0
+        for i in range(count):
+            bucket = row_keys[i] >> index_bits
+            sharing[listed] = i
+            listed += bucket == before
+            before = bucket
+            out_row[row_keys[i] & column_mask] = 2.0 * i + 2.0
+        j = 0
+        while j < listed:  # keys sharing[j] - 1 .. end - 1 hold one bucket
+            first, end = sharing[j] - 1, sharing[j] + 1
+            j += 1
+            while j < listed and sharing[j] == end:
+                end += 1
+                j += 1
+            _rank_bucket(row_keys, first, end, index_bits, x[t], out_row, values, columns)
         for i in range(count, cols):
             out_row[row_keys[i] & column_mask] = np.nan
         doubled_count = 2.0 * max(count, 1)

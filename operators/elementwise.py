@@ -28,6 +28,10 @@ DIV_EPSILON = 1e-12
 
 FAMILY = "elementwise"
 
+POWER_CHUNK = 1 << 17
+"""`power` of a panel by a number runs numpy's `**` and the checks over blocks of this many cells,
+so that the powers stay in cache between the two passes."""
+
 Operand = np.ndarray | float
 
 _ADD, _SUB, _MUL, _DIV, _LT, _LE, _GT, _GE, _EQ, _NE, _AND, _OR, _MAX, _MIN = range(14)
@@ -259,6 +263,141 @@ def _where_loop(c, a, b, out):
         out[i] = _where_value(_item(c, i), _item(a, i), _item(b, i))
 
 
+# --- chains: a tree of elementwise steps, run block by block ------------------------------
+#
+# A formula such as `(close - open) / (high - low + 0.001)` is one chain: four steps over four
+# panels and a number. `run_chain` applies the steps' loops above to one block of cells after
+# another, keeping every intermediate in a small block buffer instead of a panel of its own, so
+# that the panels are read once and the result written once. Each cell goes through the same
+# scalar rules in the same order as step-by-step evaluation: the values are bit-identical.
+
+CHAIN_BINARY, CHAIN_UNARY, CHAIN_WHERE = range(3)
+
+CHAIN_STEPS: dict[str, tuple[int, int]] = {
+    **{
+        name: (CHAIN_BINARY, code)
+        for name, code in (
+            ("add", _ADD),
+            ("sub", _SUB),
+            ("mul", _MUL),
+            ("div", _DIV),
+            ("lt", _LT),
+            ("le", _LE),
+            ("gt", _GT),
+            ("ge", _GE),
+            ("eq", _EQ),
+            ("ne", _NE),
+            ("and_", _AND),
+            ("or_", _OR),
+            ("max", _MAX),
+            ("min", _MIN),
+        )
+    },
+    **{
+        name: (CHAIN_UNARY, code)
+        for name, code in (
+            ("neg", _NEG),
+            ("abs", _ABS),
+            ("sign", _SIGN),
+            ("log", _LOG),
+            ("slog", _SLOG),
+            ("sqrt", _SQRT),
+            ("inv", _INV),
+            ("not_", _NOT),
+        )
+    },
+    "where": (CHAIN_WHERE, 0),
+}
+"""The operators a chain can hold: name -> (step kind, rule code). `power` and `signed_power` are
+not among them: their powers come from numpy's `**`."""
+
+CHAIN_LEAVES = 8
+"""The most panels one chain reads."""
+
+CHAIN_FROM_CELLS = 1_500_000
+"""Panels of at least this many cells are worth a chain. Smaller ones stay in the last-level cache
+between passes, where an operator's NaN and inf rules, not memory, bound its speed, and one full
+pass per step is faster (benchmarks/README.md, issue 18)."""
+
+CHAIN_BLOCK = 1 << 12
+"""Cells per block: the block buffers of a chain's steps stay in the core's cache."""
+
+_REGISTER_STRIDE = CHAIN_BLOCK + 72
+"""Cells from one register to the next: 9 cache lines more than a block, so that registers do not
+sit a multiple of 4 KiB apart (a load from one and a store to another at the same index would
+then be taken for dependent by the core, and wait: "4K aliasing")."""
+
+
+@njit(cache=True, nogil=True)
+def _chain_operand(slot, leaves, registers, start, size):
+    """Block `start`..`start + size` of a leaf panel (slot < CHAIN_LEAVES), or the first `size`
+    cells of a register."""
+    if slot < CHAIN_LEAVES:
+        return leaves[slot][start : start + size]
+    first = (slot - CHAIN_LEAVES) * _REGISTER_STRIDE
+    return registers[first : first + size]
+
+
+@njit(cache=True, nogil=True)
+def _chain_loop(steps, leaves, registers, reading, out):
+    """Run `steps` (rows of kind, rule, target, a, b, c) block by block into `out`.
+
+    Operand slots below `CHAIN_LEAVES` are leaf panels, the rest registers of `CHAIN_BLOCK` cells
+    in `registers` (`_REGISTER_STRIDE` apart); target -1 is `out`. Operands are read through
+    `reading`, a read-only view of `registers`, so that a leaf and a register are of one type.
+    """
+    for start in range(0, out.size, CHAIN_BLOCK):
+        size = min(CHAIN_BLOCK, out.size - start)
+        for s in range(steps.shape[0]):
+            kind, rule, target, a, b, c = steps[s]
+            if target < 0:
+                into = out[start : start + size]
+            else:
+                first = (target - CHAIN_LEAVES) * _REGISTER_STRIDE
+                into = registers[first : first + size]
+            x = _chain_operand(a, leaves, reading, start, size)
+            if kind == CHAIN_UNARY:
+                _unary_loop(rule, x, into)
+            elif kind == CHAIN_BINARY:
+                _binary_loop(rule, x, _chain_operand(b, leaves, reading, start, size), into)
+            else:
+                y = _chain_operand(b, leaves, reading, start, size)
+                _where_loop(x, y, _chain_operand(c, leaves, reading, start, size), into)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.setflags(write=False)
+    return view
+
+
+_NO_PANEL = _read_only(np.empty(0))
+
+
+def run_chain(
+    steps: list[tuple[int, int, int, int, int, int]],
+    leaves: list[np.ndarray],
+    constants: list[float],
+    n_registers: int,
+) -> np.ndarray:
+    """Values of a chain of elementwise steps over panels (see `_chain_loop`).
+
+    A step is (kind, rule, target, a, b, c) with kind and rule from `CHAIN_STEPS` and operand
+    slots numbered as `_chain_loop` does (unused ones 0); the last step's target is -1. The
+    registers are one per number of `constants` (holding it in every cell), then one per step.
+    """
+    shapes = {leaf.shape for leaf in leaves}
+    shape = shapes.pop() if len(shapes) == 1 else np.broadcast_shapes(*shapes)
+    flat = tuple(_read_only(_flat(leaf, shape)) for leaf in leaves)
+    rows = np.empty((n_registers, _REGISTER_STRIDE))
+    rows[: len(constants)] = np.array(constants, dtype=np.float64)[:, None]
+    registers = rows.reshape(-1)
+    out = np.empty(math.prod(shape))
+    padded = flat + (_NO_PANEL,) * (CHAIN_LEAVES - len(flat))
+    _chain_loop(np.array(steps, dtype=np.int64), padded, registers, _read_only(registers), out)
+    return out.reshape(shape)
+
+
 # --- calling the loops -------------------------------------------------------------------
 
 
@@ -304,16 +443,27 @@ def _checked(op: int, x: Operand, e: Operand) -> Operand:
     `**` (fast squares and roots for a number e; squares of a panel are taken in the loop), the
     undefined and infinite cases by `_checked_value`."""
     base = np.asarray(x, dtype=np.float64)
-    if not isinstance(e, np.ndarray) and e == 2.0 and base.ndim > 0:
-        (flat_x,), shape = _flat_operands(base)
-        raw = None
-    else:
-        with np.errstate(all="ignore"):
-            powered = np.asarray((base if op == _POWER else np.abs(base)) ** e, dtype=np.float64)
-        (flat_x, e, raw), shape = _flat_operands(base, e, powered)
+    if not isinstance(e, np.ndarray) and base.ndim > 0:
+        shape = base.shape
+        flat_x = _flat(base, shape)
+        out = np.empty(flat_x.size)
+        if e == 2.0:
+            _checked_loop(op, flat_x, e, None, out)
+        else:
+            for start in range(0, flat_x.size, POWER_CHUNK):
+                part = flat_x[start : start + POWER_CHUNK]
+                _checked_loop(op, part, e, _raw_power(op, part, e), out[start : start + POWER_CHUNK])
+        return _result(out, shape)
+    (flat_base, e, raw), shape = _flat_operands(base, e, _raw_power(op, base, e))
     out = np.empty(math.prod(shape))
-    _checked_loop(op, flat_x, e, raw, out)
+    _checked_loop(op, flat_base, e, raw, out)
     return _result(out, shape)
+
+
+def _raw_power(op: int, base: np.ndarray, e: Operand) -> np.ndarray:
+    """x ** e (`_POWER`) or |x| ** e (`_SIGNED_POWER`) by numpy's `**`, no warnings."""
+    with np.errstate(all="ignore"):
+        return np.asarray((base if op == _POWER else np.abs(base)) ** e, dtype=np.float64)
 
 
 # --- arithmetic --------------------------------------------------------------------------

@@ -32,6 +32,10 @@ class ByteLRU(Generic[K, V]):
         self._items.move_to_end(key)
         return item[0]
 
+    def __contains__(self, key: object) -> bool:
+        """Whether `key` is held (neither a hit nor a miss)."""
+        return key in self._items
+
     def put(self, key: K, value: V) -> None:
         """Keep `value` under `key` (replacing what was there), evicting the least recently used."""
         size = self.size_of(value)

@@ -10,10 +10,11 @@ import numpy as np
 
 from miner.errors import FormulaError
 from miner.lang.cache import ByteLRU
-from miner.lang.nodes import Name, Node, Num
+from miner.lang.nodes import Call, Name, Node, Num
 from miner.lang.parser import parse
 from miner.lang.printer import canonicalize, to_string
 from operators import REGISTRY, Arg, Kind, Operator
+from operators.elementwise import CHAIN_FROM_CELLS, CHAIN_LEAVES, CHAIN_STEPS, run_chain
 from operators.spectral import SERIAL, fft_length
 
 if TYPE_CHECKING:
@@ -82,6 +83,11 @@ class Evaluator:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        chain = self._chain(node) if node.op in CHAIN_STEPS else None
+        if chain is not None:
+            out = _readonly(chain)
+            self.cache.put(key, out)
+            return out
         spec = REGISTRY[node.op]
         args = [self._argument(formal, a) for formal, a in zip(spec.args, node.args)]
         self._check_working_memory(spec, args)
@@ -94,6 +100,24 @@ class Evaluator:
         out = _sanitized(out, args)
         self.cache.put(key, out)
         return out
+
+    def _chain(self, node: Call) -> np.ndarray | None:
+        """node's values as one chain of elementwise steps (`operators.elementwise.run_chain`),
+        or None when it is not worth one: small panels, fewer than two steps, no panel or too many."""
+        if math.prod(self.shape) < CHAIN_FROM_CELLS:
+            return None
+        plan = _ChainPlan(self._is_chain_step)
+        plan.add(node)
+        if len(plan.steps) < 2 or len(plan.leaves) > CHAIN_LEAVES:
+            return None
+        values = [self._series(leaf) for leaf in plan.leaves]
+        if all(isinstance(v, float) for v in values):
+            return None
+        return plan.run(values)
+
+    def _is_chain_step(self, node: Node) -> bool:
+        """An elementwise call whose values are not held already (those are read, not recomputed)."""
+        return isinstance(node, Call) and node.op in CHAIN_STEPS and to_string(node) not in self.cache
 
     def _check_working_memory(self, spec: Operator, args: list[object]) -> None:
         estimate = WINDOW_MEMORY.get(spec.name)
@@ -152,6 +176,63 @@ class Evaluator:
         return self.data.fields[name]
 
 
+Operand = tuple[str, int]  # ("leaf" | "const" | "step", index)
+
+
+class _ChainPlan:
+    """The steps of an elementwise chain, its leaves (subformulas computed on their own, each
+    once) and its numbers, gathered from a tree: a node is a step where `is_step` says so."""
+
+    def __init__(self, is_step: Callable[[Node], bool]) -> None:
+        self.is_step = is_step
+        self.steps: list[tuple[str, list[Operand]]] = []
+        self.leaves: list[Node] = []
+        self.numbers: list[float] = []
+        self._seen: dict[str, Operand] = {}
+
+    def add(self, node: Node) -> Operand:
+        if isinstance(node, Num):
+            self.numbers.append(node.value)
+            return ("const", len(self.numbers) - 1)
+        key = to_string(node)
+        if key not in self._seen:
+            if self.is_step(node):
+                args = [self.add(a) for a in node.args]  # type: ignore[union-attr]
+                self.steps.append((node.op, args))  # type: ignore[union-attr]
+                self._seen[key] = ("step", len(self.steps) - 1)
+            else:
+                self.leaves.append(node)
+                self._seen[key] = ("leaf", len(self.leaves) - 1)
+        return self._seen[key]
+
+    def run(self, values: list[np.ndarray | float]) -> np.ndarray:
+        """The chain's values, given its leaves' values (numbers among them become constants)."""
+        panels = [v for v in values if isinstance(v, np.ndarray)]
+        numbers = self.numbers + [v for v in values if not isinstance(v, np.ndarray)]
+        slots, panel_at, number_at = [], 0, len(self.numbers)
+        for value in values:  # leaf i -> its slot: a panel's, or its number's register
+            if isinstance(value, np.ndarray):
+                slots.append(panel_at)
+                panel_at += 1
+            else:
+                slots.append(CHAIN_LEAVES + number_at)
+                number_at += 1
+
+        def slot(operand: Operand) -> int:
+            kind, index = operand
+            if kind == "leaf":
+                return slots[index]
+            return CHAIN_LEAVES + index + (len(numbers) if kind == "step" else 0)
+
+        steps = []
+        for i, (op, args) in enumerate(self.steps):
+            kind, rule = CHAIN_STEPS[op]
+            target = -1 if i == len(self.steps) - 1 else slot(("step", i))
+            a, b, c = [slot(a) for a in args] + [0] * (3 - len(args))
+            steps.append((kind, rule, target, a, b, c))
+        return run_chain(steps, panels, numbers, len(numbers) + len(self.steps))
+
+
 def _nbytes(panel: np.ndarray) -> int:
     return panel.nbytes
 
@@ -183,9 +264,22 @@ def _sanitized(out: np.ndarray, inputs: list[object]) -> np.ndarray:
 
 
 def evaluate(formula: str | Node, data: MarketData, evaluator: Evaluator | None = None) -> np.ndarray:
-    """Values of a formula on `data` as a `(T, N)` float64 array (NaN where undefined)."""
-    if evaluator is None:
-        evaluator = Evaluator(data)
-    elif evaluator.data is not data:
-        raise ValueError("the evaluator was built for another MarketData")
-    return np.array(evaluator.evaluate(formula))
+    """Values of a formula on `data` as a `(T, N)` float64 array (NaN where undefined), the
+    caller's own: a copy when the values are also the evaluator's or the data's."""
+    if evaluator is not None:
+        if evaluator.data is not data:
+            raise ValueError("the evaluator was built for another MarketData")
+        return np.array(evaluator.evaluate(formula))
+    return _released(Evaluator(data).evaluate(formula), data)
+
+
+def _released(result: np.ndarray, data: MarketData) -> np.ndarray:
+    """A throwaway evaluator's result, handed over writable without a copy when nothing else holds
+    its memory: it is a kernel's fresh output (the evaluator is gone), not a field of `data`."""
+    if any(np.may_share_memory(result, field) for field in data.fields.values()):
+        return np.array(result)
+    try:
+        result.setflags(write=True)  # numpy refuses where the memory is not the array's to write
+    except ValueError:
+        return np.array(result)
+    return result

@@ -277,3 +277,52 @@ def test_no_operator_gives_inf_on_extreme_values(spec, data) -> None:
 @given(formulas(max_leaves=6))
 def test_no_formula_gives_inf_on_extreme_values(tree) -> None:
     assert_no_inf_on_extreme_values(tree)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "(close - open) / (high - low + 0.001)",
+        "where(close > open, log(volume), -1 * abs(close - open))",
+        "max(rank(close), 0.5) * (close - open) - (close - open) / volume",
+    ],
+)
+def test_elementwise_chains_match_numpy(formula: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With chains forced on a small panel, values equal plain numpy's (NaN where undefined)."""
+    import miner.lang.evaluator as evaluator_module
+
+    data = small_market(seed=5, t=80, n=20)
+    f = {name: np.asarray(data.fields[name]) for name in ("open", "high", "low", "close", "volume")}
+    rank = pd.DataFrame(f["close"]).rank(axis=1, pct=True).to_numpy()
+    spread = f["high"] - f["low"] + 0.001
+    with np.errstate(all="ignore"):
+        expected = {
+            "(close - open) / (high - low + 0.001)": (f["close"] - f["open"]) / spread,
+            "where(close > open, log(volume), -1 * abs(close - open))": np.where(
+                f["close"] > f["open"], np.log(f["volume"]), -np.abs(f["close"] - f["open"])
+            ),
+            "max(rank(close), 0.5) * (close - open) - (close - open) / volume": np.maximum(rank, 0.5)
+            * (f["close"] - f["open"])
+            - (f["close"] - f["open"]) / f["volume"],
+        }[formula]
+    expected = np.where(np.isfinite(expected), expected, np.nan)
+    monkeypatch.setattr(evaluator_module, "CHAIN_FROM_CELLS", 0)
+    evaluator = Evaluator(data)
+    got = evaluator.evaluate(formula)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+    assert not got.flags.writeable
+    assert len(evaluator.cache) <= 3  # the chain's steps are not cached one by one
+
+
+def test_evaluate_hands_over_its_own_result_and_copies_fields() -> None:
+    data = small_market()
+    for formula in ("close - open", "delay(close, 1)", "rank(close)"):
+        out = evaluate(formula, data)
+        assert out.flags.writeable and not np.may_share_memory(out, data.fields["close"])
+        out[:] = 0.0
+    field = evaluate("close", data)
+    assert field.flags.writeable and not np.may_share_memory(field, data.fields["close"])
+    evaluator = Evaluator(data)
+    shared = evaluate("rank(close)", data, evaluator)
+    shared[:] = 0.0
+    assert not np.array_equal(evaluator.evaluate("rank(close)"), shared, equal_nan=True)

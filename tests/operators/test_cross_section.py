@@ -121,6 +121,19 @@ def test_rank_matches_pandas_on_awkward_values(name):
     assert_array_equal(cs.rank(x), pd.DataFrame(x).rank(axis=1, pct=True).to_numpy())
 
 
+def test_rank_of_adjacent_shared_buckets_at_both_ends_matches_scipy(rng):
+    """Runs of keys sharing a bucket side by side, first and last on the date: ties and values
+    ulps apart (one bucket beside a huge value), in random column order."""
+    eps = np.finfo(float).eps
+    base = np.array(
+        [1.0, 1.0, 1.0 + eps, 1.0 + 2 * eps, 1.0 + 2 * eps, 7.0, 7.0, 1e300, 1e300, 1e300 * (1 + eps)]
+    )
+    x = np.stack([rng.permutation(base) for _ in range(40)])
+    x[::3, rng.integers(0, base.size)] = NAN
+    want = per_valid_row(x, lambda v: scipy.stats.rankdata(v) / v.size)
+    assert_array_equal(cs.rank(read_only(x)), want)
+
+
 def test_rank_edge_dates(rng):
     out = cs.rank(make_panel(rng))
     assert np.isnan(out[EMPTY_ROW]).all()

@@ -257,3 +257,47 @@ def test_matches_reference_never_inf_and_keeps_inputs(name, data):
     assert_allclose(got, want, rtol=1e-14, atol=0, equal_nan=True)
     for arg, copy in zip(args, copies, strict=True):
         assert_array_equal(arg, copy)
+
+
+# --- chains: several steps run block by block --------------------------------------------
+
+
+def _chain_panel(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Random values with NaN, +-inf, zeros and huge numbers sprinkled in."""
+    x = rng.standard_normal(shape) * 10.0
+    for value, share in ((NAN, 0.1), (np.inf, 0.02), (-np.inf, 0.02), (0.0, 0.05), (1e300, 0.02)):
+        x[rng.random(shape) < share] = value
+    return x
+
+
+def test_a_chain_matches_numpy_step_by_step_on_nan_and_inf(rng):
+    """(c - o) / (h - l + 0.001) and a where / sqrt / max chain, across several blocks and a part
+    block, against the numpy reference of each step applied in turn."""
+    shape = (7, ew.CHAIN_BLOCK // 3)
+    c, o, h, lo = (_chain_panel(rng, shape) for _ in range(4))
+    steps = [
+        (ew.CHAIN_BINARY, ew._SUB, ew.CHAIN_LEAVES + 1, 0, 1, 0),
+        (ew.CHAIN_BINARY, ew._SUB, ew.CHAIN_LEAVES + 2, 2, 3, 0),
+        (ew.CHAIN_BINARY, ew._ADD, ew.CHAIN_LEAVES + 3, ew.CHAIN_LEAVES + 2, ew.CHAIN_LEAVES, 0),
+        (ew.CHAIN_BINARY, ew._DIV, -1, ew.CHAIN_LEAVES + 1, ew.CHAIN_LEAVES + 3, 0),
+    ]
+    got = ew.run_chain(steps, [c, o, h, lo], [0.001], 4)
+    expected = reference("div", reference("sub", c, o), reference("add", reference("sub", h, lo), 0.001))
+    assert_array_equal(got, expected)
+
+    steps = [
+        (ew.CHAIN_BINARY, ew._GT, ew.CHAIN_LEAVES + 1, 0, 1, 0),
+        (ew.CHAIN_UNARY, ew._SQRT, ew.CHAIN_LEAVES + 2, 2, 0, 0),
+        (ew.CHAIN_BINARY, ew._MAX, ew.CHAIN_LEAVES + 3, 1, ew.CHAIN_LEAVES, 0),
+        (ew.CHAIN_WHERE, 0, -1, ew.CHAIN_LEAVES + 1, ew.CHAIN_LEAVES + 2, ew.CHAIN_LEAVES + 3),
+    ]
+    got = ew.run_chain(steps, [c, o, h], [2.5], 4)
+    expected = reference("where", reference("gt", c, o), reference("sqrt", h), reference("max", o, 2.5))
+    assert_array_equal(got, expected)
+
+
+def test_power_by_a_number_is_the_same_in_blocks_as_whole(rng):
+    x = _chain_panel(rng, (3, ew.POWER_CHUNK))
+    for e in (5.0, 0.5, -1.5, 3.0):
+        assert_array_equal(ew.power(x, e), reference("power", x, e))
+        assert_array_equal(ew.signed_power(x, e), reference("signed_power", x, e))
