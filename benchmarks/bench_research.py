@@ -83,6 +83,15 @@ VARIANTS: dict[str, dict] = {
         "fitness": {"objective": "tstat"},
     },
     "ic0_bh_corr05": {"survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh", "max_correlation": 0.5}},
+    "ic0_bh_corr05_meanstd": {
+        "survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh", "max_correlation": 0.5},
+        "fitness": {"objective": "mean_std"},
+    },
+    "pool_ic0_bh_corr05_meanstd": {
+        "pool": {"enabled": True},
+        "survivors": {"min_abs_rank_ic": 0.0, "hurdle": "bh", "max_correlation": 0.5, "require_gain": True},
+        "fitness": {"objective": "mean_std"},
+    },
     "pool_ic0_bh": {
         "pool": {"enabled": True},
         "survivors": {"require_gain": True, "min_abs_rank_ic": 0.0, "hurdle": "bh"},
