@@ -183,10 +183,10 @@ def warm_up(config: ExperimentConfig, market: MarketData, label: np.ndarray) -> 
     return time.perf_counter() - started
 
 
-def _timed_score_batch(log_path: str, handle, batch, spec):
+def _timed_score_batch(log_path: str, handle, batch, spec, residual=None):
     """`score_batch`, timed inside whichever process runs it (one line per batch)."""
     started = time.perf_counter()
-    out = score_batch(handle, batch, spec)
+    out = score_batch(handle, batch, spec, residual)
     with open(log_path, "a") as log:
         log.write(f"{os.getpid()} {started!r} {time.perf_counter()!r} {len(batch)}\n")
     return out
@@ -557,21 +557,21 @@ def report_pandas(generations: list[PandasGeneration], wall: float, budget: Budg
 # --- profile ---------------------------------------------------------------------------------
 
 PROFILE_STAGES = [
-    ("Miner.run (everything)", "miner/evolution.py", "run"),
-    ("scoring (score_batch, in process)", "miner/scoring.py", "score_batch"),
-    ("  evaluate formulas (Evaluator.evaluate)", "miner/expression.py", "evaluate"),
+    ("Miner.run (everything)", "miner/search/evolution.py", "run"),
+    ("scoring (score_batch, in process)", "miner/search/scoring.py", "score_batch"),
+    ("  evaluate formulas (Evaluator.evaluate)", "miner/lang/evaluator.py", "evaluate"),
     ("    numba compile at run time", "numba/core/dispatcher.py", "_compile_for_args"),
     ("  rank IC (rank_ic_fast)", "evaluation/metrics.py", "rank_ic_fast"),
     ("  turnover (factor_turnover)", "evaluation/metrics.py", "factor_turnover"),
     ("  coverage", "evaluation/metrics.py", "coverage"),
     ("  ic_stats", "evaluation/metrics.py", "ic_stats"),
-    ("to_formula (DEAP tree -> formula)", "miner/evolution.py", "to_formula"),
-    ("canonicalize (cache misses)", "miner/expression.py", "canonicalize"),
-    ("DEAP variation (Miner._vary)", "miner/evolution.py", "_vary"),
-    ("duplicate immigrants", "miner/evolution.py", "_immigrants_for_duplicates"),
-    ("triviality check", "miner/evolution.py", "triviality"),
+    ("to_formula (DEAP tree -> formula)", "miner/search/language.py", "to_formula"),
+    ("canonicalize (cache misses)", "miner/lang/printer.py", "canonicalize"),
+    ("DEAP variation (Miner._vary)", "miner/search/evolution.py", "_vary"),
+    ("duplicate immigrants", "miner/search/evolution.py", "_immigrants_for_duplicates"),
+    ("triviality check", "miner/search/language.py", "triviality"),
     ("hall of fame update", "deap/tools/support.py", "update"),
-    ("survivor selection on valid", "miner/evolution.py", "select_survivors"),
+    ("survivor selection on valid", "miner/search/evolution.py", "select_survivors"),
 ]
 
 
@@ -588,7 +588,7 @@ def profile_miner(config: ExperimentConfig, market: MarketData) -> None:
     total = next(
         ct
         for (f, _, fn), (_, _, _, ct, _) in table.items()
-        if f.endswith("miner/evolution.py") and fn == "run"
+        if f.endswith("miner/search/evolution.py") and fn == "run"
     )
     scored = sum(
         1 for s in mining.memo.values() if s.reason is None or not s.reason.endswith(TRIVIAL_REASONS)
