@@ -67,6 +67,11 @@ class Combination:
     train_rank_ic: np.ndarray  # (k,) each member's mean rank IC on train
     valid_rank_ic_by_penalty: dict[float, float]  # the composite's mean valid rank IC per penalty tried
 
+    @property
+    def valid_rank_ic(self) -> float:
+        """The chosen composite's mean valid rank IC (NaN for ew and icw, which try no penalty)."""
+        return self.valid_rank_ic_by_penalty.get(self.penalty, math.nan)
+
 
 def fit(
     method: str,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation import combine, metrics
+from evaluation import combine
 from miner.config import PoolSpec
 from miner.search.members import Context, Member
 
@@ -108,10 +108,7 @@ class FactorPool:
             segments.valid,
             context.min_names,
         )
-        self.weights = fitted.weights
-        valid = self.composite()[segments.valid]
-        series = metrics.rank_ic(valid, context.label[segments.valid], context.min_names)
-        self.valid_rank_ic = float(metrics.ic_stats(series)["mean"])
+        self.weights, self.valid_rank_ic = fitted.weights, fitted.valid_rank_ic
         return True
 
     def composite(self) -> np.ndarray:

@@ -79,6 +79,7 @@ class SurvivorSelection:
         rejected: dict[str, str] = {}
         decay_labels = self._decay_labels()
         gain_base = self._combined_valid_ic([]) if rules.require_gain else math.nan
+        mined_standardized: list[np.ndarray] = []  # the survivors', for the gain rule
         order = sorted(
             range(len(examined)), key=lambda i: -abs(np.nan_to_num(examined[i].segments["train"].icir))
         )
@@ -95,13 +96,15 @@ class SurvivorSelection:
             if reason is None:
                 reason = self._too_correlated(candidate.values, admitted, rules.max_correlation)
             if reason is None and rules.require_gain:
-                with_it = self._combined_valid_ic([*(v for _, v in admitted), candidate.values])
+                standardized = combine.standardize(candidate.values)
+                with_it = self._combined_valid_ic([*mined_standardized, standardized])
                 if not with_it > gain_base:
                     reason = (
                         f"the combination's valid rank IC {with_it:.4f} does not improve on {gain_base:.4f}"
                     )
                 else:
                     gain_base = with_it
+                    mined_standardized.append(standardized)
             if reason is not None:
                 rejected[candidate.score.formula] = reason
                 continue
@@ -131,20 +134,24 @@ class SurvivorSelection:
                 continue
             seen.add(score.formula)
             values = evaluator.evaluate(score.formula)
+            series = {
+                name: metrics.rank_ic_fast(values, ranked_labels[name], min_names=min_names)[rows]
+                for name, rows in self.segments.as_dict().items()
+            }
             seg = {
-                name: self._segment_metrics(values, rows, ranked_labels[name])
+                name: segment_metrics_of(series[name], values, self.label, rows, min_names)
                 for name, rows in self.segments.as_dict().items()
             }
             sign = (
                 math.copysign(1.0, seg["train"].rank_ic) if math.isfinite(seg["train"].rank_ic) else math.nan
             )
-            series = metrics.rank_ic_fast(values, ranked_labels["valid"], min_names=min_names)[valid]
-            out.append(Examined(score, values, seg, sign * hac_tstat(series, lag)))
+            out.append(Examined(score, values, seg, sign * hac_tstat(series["valid"], lag)))
         return out
 
-    def _combined_valid_ic(self, mined: Sequence[np.ndarray]) -> float:
-        """Valid rank IC of the ridge combination of the locked factors and `mined` (0 for none)."""
-        members = [v for _, v in self.locked] + [combine.standardize(v) for v in mined]
+    def _combined_valid_ic(self, mined_standardized: Sequence[np.ndarray]) -> float:
+        """Valid rank IC of the ridge combination of the locked factors and the standardised mined
+        ones (0 for none)."""
+        members = [v for _, v in self.locked] + list(mined_standardized)
         if not members:
             return 0.0
         segments = self.segments
@@ -153,14 +160,7 @@ class SurvivorSelection:
             fitted = combine.fit("ridge", members, self.label, segments.train, segments.valid, min_names)
         except ValueError:
             return math.nan
-        values = combine.composite(members, fitted.weights)
-        series = metrics.rank_ic(values[segments.valid], self.label[segments.valid], min_names)
-        return float(metrics.ic_stats(series)["mean"])
-
-    def _segment_metrics(
-        self, values: np.ndarray, rows: slice, ranked_label: metrics.LabelRanks
-    ) -> SegmentMetrics:
-        return segment_metrics(values, self.label, ranked_label, rows, self.config.fitness.min_names)
+        return fitted.valid_rank_ic
 
     def _too_correlated(
         self, values: np.ndarray, admitted: list[tuple[Survivor, np.ndarray]], limit: float
@@ -190,7 +190,15 @@ def segment_metrics(
 ) -> SegmentMetrics:
     """A factor's rank IC, ICIR, turnover, coverage and IC on the rows of one segment (`ranked_label`
     is `metrics.prepare_label(label, rows=rows)`)."""
-    stats = metrics.ic_stats(metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows])
+    series = metrics.rank_ic_fast(values, ranked_label, min_names=min_names)[rows]
+    return segment_metrics_of(series, values, label, rows, min_names)
+
+
+def segment_metrics_of(
+    rank_ic_series: np.ndarray, values: np.ndarray, label: np.ndarray, rows: slice, min_names: int
+) -> SegmentMetrics:
+    """`segment_metrics` of a factor whose per-date rank IC series on the rows is at hand."""
+    stats = metrics.ic_stats(rank_ic_series)
     pearson = metrics.ic_stats(metrics.ic(values, label, min_names=min_names, rows=rows)[rows])
     return SegmentMetrics(
         rank_ic=stats["mean"],

@@ -103,6 +103,7 @@ def test_ridge_picks_the_penalty_with_the_best_valid_rank_ic_and_fits_on_train(p
         assert score == pytest.approx(by_penalty[penalty][0], abs=1e-10)
     best = max(by_penalty.values(), key=lambda item: item[0])[0]
     assert by_penalty[fitted.penalty][0] == pytest.approx(best, abs=1e-12)
+    assert fitted.valid_rank_ic == pytest.approx(best, abs=1e-10)
     np.testing.assert_allclose(fitted.weights, by_penalty[fitted.penalty][1], atol=1e-12)
     assert np.abs(fitted.weights).sum() == pytest.approx(1.0, abs=1e-3)
 
