@@ -163,19 +163,24 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("search", ["gp", "random"])
-def test_resume_after_an_interruption_ends_like_an_uninterrupted_run(tmp_path: Path, search: str) -> None:
-    config = small(gp__generations=4, gp__search=search)
-    market = market_for(config)
-    uninterrupted = Miner(config, market).run()
+def resumed_after_an_interruption(config: ExperimentConfig, market, checkpoints: Path):
+    """A run stopped after generation 2 (its checkpoint written after generation 1), then resumed."""
 
     def stop_at_two(stats) -> None:
         if stats.generation == 2:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        Miner(config, market, on_generation=stop_at_two, checkpoint_dir=tmp_path).run()
-    resumed = Miner(config, market, checkpoint_dir=tmp_path).run(resume=True)
+        Miner(config, market, on_generation=stop_at_two, checkpoint_dir=checkpoints).run()
+    return Miner(config, market, checkpoint_dir=checkpoints).run(resume=True)
+
+
+@pytest.mark.parametrize("search", ["gp", "random"])
+def test_resume_after_an_interruption_ends_like_an_uninterrupted_run(tmp_path: Path, search: str) -> None:
+    config = small(gp__generations=4, gp__search=search)
+    market = market_for(config)
+    uninterrupted = Miner(config, market).run()
+    resumed = resumed_after_an_interruption(config, market, tmp_path)
     assert hall_signature(resumed) == hall_signature(uninterrupted)
     assert [s.formula for s in resumed.survivors] == [s.formula for s in uninterrupted.survivors]
     assert [g.generation for g in resumed.logbook] == [0, 1, 2, 3]

@@ -27,7 +27,7 @@ from miner.search.pool import FactorPool
 from miner.search.scoring import ScoringSpec, _state, score_one
 from miner.search.splits import make_segments
 from miner.zoo import load_zoo
-from tests.search.test_evolution import Interrupted, quickstart, small
+from tests.search.test_evolution import quickstart, resumed_after_an_interruption, small
 
 GATES = Gates(min_coverage=0.8, min_distinct=0.01, min_dated_share=0.8)
 
@@ -173,14 +173,7 @@ def test_a_pooled_run_resumes_exactly(tmp_path: Path) -> None:
     config = small(**POOLED, gp__generations=4)
     market = market_for(config)
     uninterrupted = Miner(config, market).run()
-
-    def stop_at_two(stats) -> None:
-        if stats.generation == 2:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        Miner(config, market, on_generation=stop_at_two, checkpoint_dir=tmp_path).run()
-    resumed = Miner(config, market, checkpoint_dir=tmp_path).run(resume=True)
+    resumed = resumed_after_an_interruption(config, market, tmp_path)
     assert run_signature(resumed) == run_signature(uninterrupted)
 
 
