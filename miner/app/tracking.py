@@ -27,12 +27,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
-from evaluation import forward_returns, metrics, report
+from evaluation import metrics, report
 from miner import __version__
 from miner.config import ExperimentConfig
 from miner.errors import MinerError
 from miner.lang import Evaluator
 from miner.market import MarketData
+from miner.market.labels import experiment_label
 from miner.search.results import GenerationStats, MiningResult, Survivor
 
 if TYPE_CHECKING:
@@ -369,7 +370,7 @@ def run_figures(config: ExperimentConfig, market: MarketData, result: MiningResu
     }
     if not result.survivors:
         return figures
-    label = forward_returns(market.field(config.label.price), config.label.horizon, config.label.delay)
+    label = experiment_label(market, config.label)
     evaluator = Evaluator(market)
     chosen = result.survivors[:top]
     values = {s.name: evaluator.evaluate(s.formula) for s in chosen}

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from evaluation import forward_returns, prepare_label
+from evaluation import prepare_label
 from miner.config import ExperimentConfig
 from miner.errors import FormulaError
 from miner.lang import Evaluator
 from miner.market import MarketData
+from miner.market.labels import experiment_label
 from miner.search.splits import make_segments
 from miner.search.survivors import segment_metrics
 from miner.zoo import ZooFactor
@@ -32,7 +33,7 @@ def zoo_report(factors: list[ZooFactor], market: MarketData, config: ExperimentC
     subformula the factors share once.
     """
     segments = make_segments(market.dates, config.splits, config.embargo, config.source).as_dict()
-    label = forward_returns(market.field(config.label.price), config.label.horizon, config.label.delay)
+    label = experiment_label(market, config.label)
     ranked = {name: prepare_label(label, rows=rows) for name, rows in segments.items()}
     evaluator = Evaluator(market)
     rows = []

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation import combine, forward_returns, metrics
+from evaluation import combine, metrics
 from evaluation.fitness import SurvivorThresholds, admit, hac_tstat
 from evaluation.labels import DEFAULT_HORIZONS
 from evaluation.multiple_testing import first_hurdle, significant
 from miner.config import ExperimentConfig, SurvivorSpec
 from miner.lang import Evaluator, lookback
 from miner.market import MarketData
+from miner.market.labels import experiment_label
 from miner.search.results import Admission, SegmentMetrics, Survivor
 from miner.search.scoring import Score
 from miner.search.splits import Segments
@@ -174,8 +175,10 @@ class SurvivorSelection:
 
     def _decay_labels(self) -> dict[int, np.ndarray]:
         """Forward returns at the horizons survivors' IC decay is measured on."""
-        price = self.data.field(self.config.label.price)
-        return {h: forward_returns(price, h, self.config.label.delay) for h in DEFAULT_HORIZONS}
+        spec = self.config.label
+        return {
+            h: experiment_label(self.data, spec.model_copy(update={"horizon": h})) for h in DEFAULT_HORIZONS
+        }
 
     def _add_decay(self, survivor: Survivor, values: np.ndarray, labels: dict[int, np.ndarray]) -> None:
         decay = metrics.ic_decay(

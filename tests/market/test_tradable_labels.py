@@ -15,12 +15,14 @@ from miner import Evaluator, evaluate
 from miner.app.experiment import market_for
 from miner.app.formula_report import evaluate_formula
 from miner.app.promote import ensure_market
+from miner.app.zoo_report import zoo_report
 from miner.config import config_from_dict
 from miner.errors import ConfigError
 from miner.library import FactorLibrary
 from miner.market.store import load_market
 from miner.market.synthetic import synthetic_frames
 from miner.search.evolution import Miner
+from miner.zoo import ZooFactor
 
 SETTINGS = dict(n_instruments=40, n_days=90, seed=6, session="cn", limit_streak_share=0.05)
 FACTOR = "rank(high <= low) + rank(ts_mean(returns, 3))"  # flags one-price bars, among others
@@ -70,6 +72,11 @@ def test_the_loop_eval_and_monitor_use_the_same_tradable_label(library: Path):
         lib.register_factor("flags", FACTOR)
         monitored = lib.monitor("flags", window=5)
     np.testing.assert_allclose(monitored["rank_ic"].to_numpy(), expected, rtol=0, atol=1e-12)
+
+    flags = ZooFactor("flags", FACTOR, "test", "test")
+    row = zoo_report([flags], market, config).iloc[0]
+    valid = miner.segments.valid
+    assert row["valid_rank_ic"] == pytest.approx(np.nanmean(expected[valid]), abs=1e-12)
 
 
 def test_label_tradable_none_and_entry(library: Path):
