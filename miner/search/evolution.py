@@ -444,7 +444,13 @@ class Miner:
         metrics are only reported."""
         locked = [(e.name, e.standardized) for e in self.pool.entries if e.locked] if self.pool else []
         selection = SurvivorSelection(
-            self.config, self.data, self.label, self.segments, self.library_factors, locked
+            self.config,
+            self.data,
+            self.label,
+            self.segments,
+            self.library_factors,
+            locked,
+            self.driver_evaluator,
         )
         return selection.select(candidates, tested)
 

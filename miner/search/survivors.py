@@ -54,6 +54,7 @@ class SurvivorSelection:
         segments: Segments,
         library_factors: Mapping[str, np.ndarray],
         locked: Sequence[tuple[str, np.ndarray]] = (),
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -61,6 +62,7 @@ class SurvivorSelection:
         self.segments = segments
         self.library_factors = library_factors
         self.locked = locked  # (name, standardised values) of factors the survivors must add to
+        self.evaluator = evaluator or Evaluator(data)  # the run's, whose cache holds the pool's factors
 
     def select(
         self, candidates: list[Score], tested: int
@@ -120,7 +122,7 @@ class SurvivorSelection:
         return [s for s, _ in admitted], rejected, admission
 
     def _examine(self, candidates: list[Score]) -> list[Examined]:
-        evaluator = Evaluator(self.data)
+        evaluator = self.evaluator
         ranked_labels = {
             name: metrics.prepare_label(self.label, rows=rows)
             for name, rows in self.segments.as_dict().items()
