@@ -111,8 +111,11 @@ def mine_command(
 
     config = with_overrides(load_config(config_path), n_jobs, tracking_uri, seed, no_tracking)
     outcome = mine(config, resume=resume, console=console)
-    for table in survivor_tables(outcome.result):
-        console.print(table)
+    console.print(survivor_table(outcome.result))
+    for survivor in outcome.result.survivors:  # whole formulas, one per line, to copy from any width
+        console.print(
+            f"  {survivor.name}   {survivor.formula}", soft_wrap=True, markup=False, highlight=False
+        )
     print_baselines(outcome.baselines)
     if outcome.run_id:
         uri = outcome.tracking_uri
@@ -180,8 +183,8 @@ def with_overrides(
     return config.model_copy(update=update)
 
 
-def survivor_tables(result: MiningResult) -> tuple[Table, Table]:
-    """The survivors' metrics, then their formulas: two narrow tables read well in 80 columns."""
+def survivor_table(result: MiningResult) -> Table:
+    """The survivors' metrics: a narrow table that reads well in 80 columns (formulas follow it)."""
     metrics = Table(
         title=f"{len(result.survivors)} survivors (admitted on valid; test is reported only)",
         box=box.SIMPLE_HEAD,
@@ -196,9 +199,6 @@ def survivor_tables(result: MiningResult) -> tuple[Table, Table]:
         "half-life\n(days)",
     ):
         metrics.add_column(header, justify="right", no_wrap=True)
-    formulas = Table(box=box.SIMPLE_HEAD)
-    formulas.add_column("name")
-    formulas.add_column("formula", overflow="fold")
     for s in result.survivors:
         seg = s.segments
         metrics.add_row(
@@ -210,8 +210,7 @@ def survivor_tables(result: MiningResult) -> tuple[Table, Table]:
             f"{seg['valid'].turnover:.3f}",
             f"{s.half_life:.1f}" if math.isfinite(s.half_life) else "> max h",
         )
-        formulas.add_row(s.name, s.formula)
-    return metrics, formulas
+    return metrics
 
 
 def main() -> None:
