@@ -116,7 +116,12 @@ FULL_LANGUAGE = {
 
 
 def mining_config(
-    budget: Budget, data_path: Path, seed: int, operators: dict, cache_mb: int | None = None
+    budget: Budget,
+    data_path: Path,
+    seed: int,
+    operators: dict,
+    cache_mb: int | None = None,
+    niche_correlation: float | None = None,
 ) -> ExperimentConfig:
     parallel = {"backend": "loky", "n_jobs": budget.n_jobs}
     if cache_mb is not None:
@@ -127,7 +132,12 @@ def mining_config(
         "data": {"source": "file", "path": str(data_path)},
         "splits": SPLITS,
         "operators": operators,
-        "gp": {"population": budget.population, "generations": budget.generations, "windows": WINDOWS},
+        "gp": {
+            "population": budget.population,
+            "generations": budget.generations,
+            "windows": WINDOWS,
+            "niche_correlation": niche_correlation,
+        },
         "parallel": parallel,
         "tracking": {"enabled": False},
     }
@@ -699,6 +709,8 @@ def main() -> None:
                         "and check the target on the median ratio (a noisy machine moves single runs)")  # fmt: skip
     parser.add_argument("--worker-cache-mb", type=int, default=None,
                         help="parallel.worker_cache_mb for our Miner (default: the config's default)")  # fmt: skip
+    parser.add_argument("--niche-correlation", type=float, default=None,
+                        help="gp.niche_correlation for our Miner (default: off, as the config's default)")  # fmt: skip
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(
@@ -712,8 +724,9 @@ def main() -> None:
           f"python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
           f"numba {numba.__version__}, deap {deap.__version__}; git {git_state()}")  # fmt: skip
     market, load_s = load_market(args.data)
-    shared = mining_config(budget, args.data, args.seed, SHARED_LANGUAGE, args.worker_cache_mb)
-    full = mining_config(budget, args.data, args.seed, FULL_LANGUAGE, args.worker_cache_mb)
+    niche = args.niche_correlation
+    shared = mining_config(budget, args.data, args.seed, SHARED_LANGUAGE, args.worker_cache_mb, niche)
+    full = mining_config(budget, args.data, args.seed, FULL_LANGUAGE, args.worker_cache_mb, niche)
     label = forward_returns(market.field("close"), shared.label.horizon, shared.label.delay)
     segments = make_segments(market.dates, shared.splits, shared.embargo, shared.source)
     rows = segments.train

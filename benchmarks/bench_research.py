@@ -57,8 +57,21 @@ TUNING_SPLITS = {  # --tune: the real test years are cut off; 2014-2015 (the rea
     "test": {"start": "2014-01-02", "end": "2015-12-31"},
 }
 
+
+def merged(base: dict, change: dict) -> dict:
+    """`base` with `change` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 POOL_ON_ZOO = {"enabled": True, "zoo": "alpha158"}
-VARIANTS: dict[str, dict] = {
+FIRST_TUNING = {  # experiments/daily_us.yaml's rules when the first variants were compared
+    "fitness": {"objective": "icir"},
+    "survivors": {"min_abs_rank_ic": 0.015, "hurdle": "holm", "max_correlation": 0.7},
+}
+FIRST_VARIANTS: dict[str, dict] = {
     "before": {  # the search as issue 15 found it: no gates, no hurdle, no pool
         "fitness": {"gates": {"enabled": False}},
         "survivors": {"hurdle": "none"},
@@ -102,7 +115,23 @@ VARIANTS: dict[str, dict] = {
         "survivors": {"require_gain": True, "min_abs_rank_ic": 0.0, "hurdle": "bh"},
     },
 }
-"""Config changes compared by `--tune` (on top of `experiments/daily_us.yaml`)."""
+VARIANTS: dict[str, dict] = {
+    **{name: merged(FIRST_TUNING, change) for name, change in FIRST_VARIANTS.items()},
+    "shipped": {},  # experiments/daily_us.yaml as it is
+    "no_niche": {"gp": {"niche_correlation": None}},  # as shipped before novelty by behaviour
+    # novelty by behaviour: one candidate per idea in selection and in the hall of fame
+    "niche09": {"gp": {"niche_correlation": 0.9}},
+    "niche07": {"gp": {"niche_correlation": 0.7}},
+    "niche05": {"gp": {"niche_correlation": 0.5}},
+    "niche07_hof30": {"gp": {"niche_correlation": 0.7, "hall_of_fame": 30}},
+    "niche07_pool_zoo": {
+        "gp": {"niche_correlation": 0.7},
+        "pool": POOL_ON_ZOO,
+        "survivors": {"require_gain": True},
+    },
+}
+"""Config changes compared by `--tune`, laid over `experiments/daily_us.yaml` (the first ones over its
+rules as they were then, `FIRST_TUNING`)."""
 
 
 @dataclass(frozen=True)
@@ -139,14 +168,6 @@ def load(path: Path, instruments: int | None, end: str | None = None) -> MarketD
     if instruments is not None:
         frame = frame[frame["instrument"].isin(sorted(frame["instrument"].unique())[:instruments])]
     return MarketData.from_frame(frame, source=str(path))
-
-
-def merged(base: dict, change: dict) -> dict:
-    """`base` with `change` laid over it, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in change.items():
-        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 def experiment(
@@ -366,6 +387,7 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", choices=sorted(VARIANTS), help="a config variant (repeatable)"
     )
+    parser.add_argument("--seeds", type=int, nargs="+", help="the seeds to run (default: the mode's)")
     parser.add_argument("--zoo", help="zoo set for (a) and the zoo + mined composites")
     parser.add_argument("--choices", type=Path, help="write the frozen choices (JSON) here")
     parser.add_argument(
@@ -376,6 +398,8 @@ def main() -> None:
     budget = TUNE if args.tune else QUICK if args.quick else FULL
     if args.zoo:
         budget = replace(budget, zoo=args.zoo)
+    if args.seeds:
+        budget = replace(budget, seeds=tuple(args.seeds))
     market = load(args.data, budget.instruments, budget.end)
     for variant in args.variant or ([] if not args.tune else list(VARIANTS)) or [None]:
         chosen = budget if variant is None else replace(budget, overrides=VARIANTS[variant])

@@ -162,6 +162,7 @@ class GPSpec(Strict):
     terminals: list[str] = []
     seed_zoo: str | None = None
     seed_share: float = Field(0.5, ge=0, le=1)
+    niche_correlation: float | None = Field(None, gt=0, le=1)
 
     @field_validator("windows")
     @classmethod

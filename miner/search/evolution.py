@@ -24,6 +24,7 @@ import numpy as np
 from deap import base, gp, tools
 from joblib import Parallel, delayed
 
+from evaluation.fitness import WORST_FITNESS
 from evaluation.gates import Gates
 from miner.config import ExperimentConfig
 from miner.errors import ConfigError
@@ -43,6 +44,7 @@ from miner.search.language import (
     triviality,
 )
 from miner.search.members import Context, ZooPick, pick_zoo
+from miner.search.niches import distinct_ideas
 from miner.search.pool import FactorPool
 from miner.search.results import Admission, GenerationStats, MiningResult, Survivor
 from miner.search.scoring import Panel, ResidualLabel, Score, ScoringSpec, failed, score_batch
@@ -54,6 +56,24 @@ log = logging.getLogger(__name__)
 
 RANDOM_DRAWS_PER_CANDIDATE = 100
 """A random round gives up after this many draws per wanted candidate (a language with few formulas)."""
+
+
+class IdeaHallOfFame(tools.HallOfFame):
+    """A hall of fame with one place per idea: the best `maxsize` individuals seen whose behaviours
+    (their `behaviour` attribute, set when they are scored) pairwise correlate below `max_correlation`."""
+
+    def __init__(self, maxsize: int, max_correlation: float) -> None:
+        super().__init__(maxsize)
+        self.max_correlation = max_correlation
+
+    def update(self, population: list) -> None:
+        candidates = {ind.formula: ind for ind in [*self, *population]}
+        ranked = sorted(candidates.values(), key=lambda ind: ind.fitness, reverse=True)
+        keep = distinct_ideas([ind.behaviour for ind in ranked], self.max_correlation)
+        chosen = [ind for ind, new in zip(ranked, keep) if new][: self.maxsize]
+        self.clear()
+        for individual in chosen:
+            self.insert(individual)
 
 
 class Miner:
@@ -156,6 +176,7 @@ class Miner:
         for individual in population:
             score = self.memo[individual.formula]
             individual.fitness.values = score.fitness
+            individual.behaviour = score.behaviour
             failures += not score.valid
         return list(pending), skipped, failures
 
@@ -378,7 +399,20 @@ class Miner:
         return [e for e in expressions if gp.PrimitiveTree(e).height <= deepest]
 
     def _hall_of_fame(self) -> tools.HallOfFame:
-        return tools.HallOfFame(self.config.gp.hall_of_fame, similar=same_formula)
+        gp_cfg = self.config.gp
+        if gp_cfg.niche_correlation is not None:
+            return IdeaHallOfFame(gp_cfg.hall_of_fame, gp_cfg.niche_correlation)
+        return tools.HallOfFame(gp_cfg.hall_of_fame, similar=same_formula)
+
+    @staticmethod
+    def _clear_copies(island: list, max_correlation: float) -> None:
+        """Clearing: every individual whose behaviour repeats a fitter one's (`gp.niche_correlation`)
+        gets the worst fitness, so selection and elitism see one individual per idea."""
+        ranked = sorted(island, key=lambda ind: ind.fitness, reverse=True)
+        keep = distinct_ideas([ind.behaviour for ind in ranked], max_correlation)
+        for individual, new in zip(ranked, keep):
+            if not new:
+                individual.fitness.values = (WORST_FITNESS,)
 
     def _generation(
         self, generation: int, islands: list[list], hall: tools.HallOfFame, parallel: Parallel | None, handle
@@ -400,9 +434,13 @@ class Miner:
             tools.migRing(islands, self.config.gp.migration_size, tools.selBest)
         everyone = [ind for island in islands for ind in island]
         hall.update([ind for ind in everyone if self.memo[ind.formula].valid])
+        niche = self.config.gp.niche_correlation
+        if niche is not None and not (self.pareto or self.random_search):
+            for island in islands:
+                self._clear_copies(island, niche)
         if self.pool is not None:
             self._grow_pool(new)
-        primary = np.array([ind.fitness.values[0] for ind in everyone if self.memo[ind.formula].valid])
+        primary = np.array([s.fitness[0] for ind in everyone if (s := self.memo[ind.formula]).valid])
         hits, misses = self._cache_hits - hits0, self._cache_misses - misses0
         gated = Counter(gate for f in new if (gate := self.memo[f].gate) is not None)
         return GenerationStats(
@@ -467,4 +505,5 @@ def scoring_spec(config: ExperimentConfig, train_dates: int) -> ScoringSpec:
         hac_lag=hac_lag(train_dates, config.label.horizon),
         blocks=fitness.blocks,
         beta=fitness.beta,
+        behaviour=config.gp.niche_correlation is not None,
     )

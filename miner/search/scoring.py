@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from evaluation.fitness import WORST_FITNESS, Objective
 from evaluation.gates import Gates, gate_failure
 from miner.errors import MinerError
 from miner.lang import Evaluator
+from miner.search.niches import behaviour
 from miner.search.panels import Float64Fields, MemmapPanel, Panel, PanelHandle
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ScoringSpec:
     hac_lag: int = 0
     blocks: int = 4
     beta: float = 1.0
+    behaviour: bool = False  # keep each candidate's `niches.behaviour` (for `gp.niche_correlation`)
 
     def train_objective(self) -> Objective:
         """The scalar objective (NSGA-II ranks |rank IC| like ``icir`` does on its first axis)."""
@@ -76,6 +78,7 @@ class Score:
     coverage: float = math.nan
     reason: str | None = None  # why it got the worst fitness, when it did
     gate: str | None = None  # the degeneracy gate it failed ("coverage", "distinct", "dated")
+    behaviour: np.ndarray | None = field(default=None, compare=False, repr=False)  # `niches.behaviour`
 
     @property
     def valid(self) -> bool:
@@ -248,4 +251,5 @@ def score_one(
     else:  # turnover is an objective only for NSGA-II; survivors get it on every segment later
         turnover = math.nan
         fitness = (spec.train_objective().fitness(series, size, spec.parsimony, MIN_SCORED_DATES),)
-    return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage)
+    shape = behaviour(series) if spec.behaviour else None
+    return Score(formula, size, fitness, stats["mean"], stats["icir"], turnover, coverage, behaviour=shape)
