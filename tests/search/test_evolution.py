@@ -130,16 +130,28 @@ def test_a_run_survives_candidates_that_fail() -> None:
 # --- the loop -------------------------------------------------------------------------------
 
 
+def planted_recovery(config: ExperimentConfig) -> tuple[float, list[str]]:
+    """A run's best |correlation| of a survivor with the synthetic market's planted formula, and
+    its survivors."""
+    market = market_for(config)
+    survivors = [s.formula for s in Miner(config, market).run().survivors]
+    planted = evaluate(PLANTED_DAILY_FORMULA, market)
+    return max(abs(metrics.factor_correlation(evaluate(f, market), planted)) for f in survivors), survivors
+
+
+def run_signature(result) -> tuple:
+    """What a run decided: its hall of fame, survivors and per-generation figures (NaN as text)."""
+    return (
+        [(s.formula, s.fitness) for s in result.hall_of_fame],
+        [s.formula for s in result.survivors],
+        [(g.best, g.median, g.scored, g.pool_size, f"{g.pool_valid_rank_ic!r}") for g in result.logbook],
+    )
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_quickstart_budget_recovers_the_planted_formula(seed: int) -> None:
-    config = quickstart(seed=seed)
-    market = market_for(config)
-    result = Miner(config, market).run()
-    planted = evaluate(PLANTED_DAILY_FORMULA, market)
-    best = max(
-        abs(metrics.factor_correlation(evaluate(s.formula, market), planted)) for s in result.survivors
-    )
-    assert best >= 0.9, [s.formula for s in result.survivors]
+    best, survivors = planted_recovery(quickstart(seed=seed))
+    assert best >= 0.9, survivors
 
 
 def test_same_seed_same_hall_of_fame_whatever_n_jobs() -> None:

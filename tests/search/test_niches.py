@@ -1,23 +1,24 @@
 """Novelty by behaviour (`gp.niche_correlation`): behaviours against pandas, clearing and the
-one-place-per-idea hall of fame by hand, and a niched run's determinism, resume and recovery."""
+one-place-per-idea hall of fame by hand, and the planted signal found by a niched run (its
+determinism and resume: `test_pool_and_admission`)."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from deap import base, creator
 
-from evaluation import metrics
 from evaluation.fitness import WORST_FITNESS
-from miner import evaluate
 from miner.app.experiment import market_for
-from miner.market.synthetic import PLANTED_DAILY_FORMULA
 from miner.search.evolution import IdeaHallOfFame, Miner
 from miner.search.niches import WEEK, behaviour, distinct_ideas
-from tests.search.test_evolution import quickstart, resumed_after_an_interruption, small
+from tests.search.test_evolution import (
+    planted_recovery,
+    quickstart,
+    small,
+)
 
 NICHED = {"gp__niche_correlation": 0.7}
 
@@ -103,34 +104,6 @@ def test_a_niched_hall_of_fame_holds_one_candidate_per_idea() -> None:
     assert max(abs(float(a @ b)) for a, b in itertools.combinations(shapes, 2)) < 0.7
 
 
-def signature(result) -> tuple:
-    return (
-        [(s.formula, s.fitness) for s in result.hall_of_fame],
-        [s.formula for s in result.survivors],
-        [(g.best, g.median, g.scored) for g in result.logbook],
-    )
-
-
-def test_a_niched_run_is_the_same_whatever_n_jobs() -> None:
-    one = Miner(small(**NICHED), market_for(small())).run()
-    two = Miner(small(**NICHED, parallel__n_jobs=2), market_for(small())).run()
-    assert signature(one) == signature(two)
-
-
-def test_a_niched_run_resumes_exactly(tmp_path: Path) -> None:
-    config = small(**NICHED, gp__generations=4)
-    market = market_for(config)
-    uninterrupted = Miner(config, market).run()
-    resumed = resumed_after_an_interruption(config, market, tmp_path)
-    assert signature(resumed) == signature(uninterrupted)
-
-
 def test_the_planted_signal_is_recovered_with_niching() -> None:
-    config = quickstart(**NICHED)
-    market = market_for(config)
-    result = Miner(config, market).run()
-    planted = evaluate(PLANTED_DAILY_FORMULA, market)
-    best = max(
-        abs(metrics.factor_correlation(evaluate(s.formula, market), planted)) for s in result.survivors
-    )
-    assert best >= 0.9, [s.formula for s in result.survivors]
+    best, survivors = planted_recovery(quickstart(**NICHED))
+    assert best >= 0.9, survivors

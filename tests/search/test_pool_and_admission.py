@@ -1,5 +1,5 @@
 """Issue 15 in the search: degeneracy gates in scoring, the factor pool, admission with a
-multiple-testing hurdle, determinism and resume with a pool."""
+multiple-testing hurdle, determinism and resume with a pool (and with novelty by behaviour)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ from miner.search.pool import FactorPool
 from miner.search.scoring import ScoringSpec, _state, score_one
 from miner.search.splits import make_segments
 from miner.zoo import load_zoo
-from tests.search.test_evolution import quickstart, resumed_after_an_interruption, small
+from tests.search.test_evolution import (
+    planted_recovery,
+    quickstart,
+    resumed_after_an_interruption,
+    run_signature,
+    small,
+)
 
 GATES = Gates(min_coverage=0.8, min_distinct=0.01, min_dated_share=0.8)
 
@@ -154,23 +160,20 @@ POOLED = {
 }
 
 
-def run_signature(result) -> tuple:
-    return (
-        [(s.formula, s.fitness) for s in result.hall_of_fame],
-        [s.formula for s in result.survivors],
-        [(g.pool_size, g.pool_valid_rank_ic) for g in result.logbook],
-    )
+SEARCHES = {"pooled": POOLED, "pooled and niched": {**POOLED, "gp__niche_correlation": 0.7}}
 
 
-def test_a_pooled_run_is_the_same_whatever_n_jobs() -> None:
-    one = Miner(small(**POOLED), market_for(small())).run()
-    two = Miner(small(**POOLED, parallel__n_jobs=2), market_for(small())).run()
+@pytest.mark.parametrize("changes", SEARCHES.values(), ids=SEARCHES.keys())
+def test_a_pooled_run_is_the_same_whatever_n_jobs(changes: dict) -> None:
+    one = Miner(small(**changes), market_for(small())).run()
+    two = Miner(small(**changes, parallel__n_jobs=2), market_for(small())).run()
     assert run_signature(one) == run_signature(two)
     assert one.logbook[-1].pool_size > 3  # the zoo pick and mined factors
 
 
-def test_a_pooled_run_resumes_exactly(tmp_path: Path) -> None:
-    config = small(**POOLED, gp__generations=4)
+@pytest.mark.parametrize("changes", SEARCHES.values(), ids=SEARCHES.keys())
+def test_a_pooled_run_resumes_exactly(tmp_path: Path, changes: dict) -> None:
+    config = small(**changes, gp__generations=4)
     market = market_for(config)
     uninterrupted = Miner(config, market).run()
     resumed = resumed_after_an_interruption(config, market, tmp_path)
@@ -185,14 +188,8 @@ def test_patience_stops_a_run_whose_pool_stalls() -> None:
 
 
 def test_the_planted_signal_is_recovered_with_a_pool() -> None:
-    config = quickstart(pool__enabled=True, survivors__require_gain=True)
-    market = market_for(config)
-    result = Miner(config, market).run()
-    planted = evaluate(PLANTED_DAILY_FORMULA, market)
-    best = max(
-        abs(metrics.factor_correlation(evaluate(s.formula, market), planted)) for s in result.survivors
-    )
-    assert best >= 0.9, [s.formula for s in result.survivors]
+    best, survivors = planted_recovery(quickstart(pool__enabled=True, survivors__require_gain=True))
+    assert best >= 0.9, survivors
 
 
 def test_on_top_of_a_zoo_that_holds_the_planted_signal_survivors_must_add_to_it() -> None:
