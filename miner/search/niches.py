@@ -36,12 +36,14 @@ def behaviour(rank_ic_series: np.ndarray) -> np.ndarray | None:
 def distinct_ideas(behaviours: Sequence[np.ndarray | None], max_correlation: float) -> list[bool]:
     """For behaviours in order of preference (best first), whether each is a new idea: its |correlation|
     with every earlier new idea is below `max_correlation`. A missing behaviour is never new."""
-    kept: list[np.ndarray] = []
+    present = [vector for vector in behaviours if vector is not None]
+    kept = np.empty((len(present), present[0].size if present else 0), dtype=np.float32)
+    count = 0
     out = []
     for vector in behaviours:
-        new = vector is not None and all(abs(float(vector @ k)) < max_correlation for k in kept)
+        new = vector is not None and not (np.abs(kept[:count] @ vector) >= max_correlation).any()
         if new:
-            assert vector is not None
-            kept.append(vector)
+            kept[count] = vector
+            count += 1
         out.append(new)
     return out
